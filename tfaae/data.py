@@ -353,3 +353,69 @@ def load_datasets(name="mnist", data_dir=None, batch_size=100, validation_size=4
     test = build(x_test, y_test, batch_size=eval_batch_size, binarization=eval_binarization,
                  seed=seed + 3)
     return train, val, test
+
+
+def check_labeled_set(labels, num_classes=10):
+    """Checks the labels of a semi-supervised model's labeled set; returns them as int32 `[N]`.
+
+    Raises:
+        ValueError: for labels that are not integers `[N]`, fall outside [0, num_classes), are fewer
+            than num_classes, or leave a class without any example (the classifier could never
+            learn it).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels of the labeled set must be integer class ids [N]; got "
+                         f"{labels.dtype} values of shape {list(labels.shape)}.")
+    if len(labels) < num_classes:
+        raise ValueError(f"The labeled set needs at least one label per class, num_classes="
+                         f"{num_classes}; got {len(labels)} labels.")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels of the labeled set must lie in [0, {num_classes}); got values "
+                         f"from {labels.min()} to {labels.max()}.")
+    missing = sorted(set(range(num_classes)) - set(labels.tolist()))
+    if missing:
+        raise ValueError(f"The labeled set has no example of class(es) {missing}; every one of the "
+                         f"num_classes={num_classes} classes needs at least one.")
+    return labels.astype(np.int32)
+
+
+def semi_supervised_dataset(images, labeled_images, labels, num_classes=10, batch_size=100,
+                            labeled_batch_size=None, binarization="none", seed=0):
+    """Zips an unlabeled stream with a repeated labeled set, for `CategoricalAAE.fit`.
+
+    An epoch is one pass over `images` (shuffled each pass); each of its batches comes with a
+    labeled minibatch drawn from the labeled set, which repeats (reshuffled) as often as needed
+    (Makhzani et al. 2015, section 5: every minibatch runs the reconstruction and regularization
+    phases on unlabeled images and the classification phase on labeled ones).
+
+    Args:
+        images: float32 `[N, ...]` in [0, 1], the unlabeled stream (the paper uses every training
+            image, labeled ones included).
+        labeled_images: float32 `[L, ...]` in [0, 1].
+        labels: int `[L]` in [0, num_classes), every class present (e.g. from `labeled_subset`).
+        num_classes: number of classes.
+        batch_size: unlabeled images per batch.
+        labeled_batch_size: labeled images per batch (default: `batch_size`, at most L).
+        binarization: "dynamic", "fixed" or "none" (both streams).
+        seed: seed of the shuffles and binarizations.
+
+    Returns:
+        A `tf.data.Dataset` of dicts {"images", "labeled_images", "labels"}.
+
+    Raises:
+        ValueError: as `check_labeled_set`, or for images and labels of different lengths.
+
+    Example:
+        >>> x, y, _ = labeled_subset(train_images, train_labels, 100)
+        >>> ds = semi_supervised_dataset(train_images, x, y, batch_size=100)
+    """
+    labels = check_labeled_set(labels, num_classes)
+    if len(labeled_images) != len(labels):
+        raise ValueError(f"Got {len(labeled_images)} labeled images but {len(labels)} labels.")
+    labeled_batch_size = min(labeled_batch_size or batch_size, len(labels))
+    unlabeled = make_dataset(images, None, batch_size, binarization, shuffle=True, seed=seed)
+    labeled = make_dataset(labeled_images, labels, labeled_batch_size, binarization, shuffle=True,
+                           seed=seed + 7, drop_remainder=True).repeat()
+    return tf.data.Dataset.zip(unlabeled, labeled).map(
+        lambda x, pair: {"images": x, "labeled_images": pair[0], "labels": pair[1]})

@@ -385,3 +385,63 @@ def aae_log_likelihoods(model, validation_data, test_data, parzen_samples=10_000
                                     "num_samples": num_samples, "num_examples": int(len(ll)),
                                     "observation": observation}
     return result
+
+
+CLUSTER_RULES = ("highest", "majority")
+
+
+def cluster_to_label(probabilities, labels, num_classes=10, rule="highest"):
+    """The label each cluster stands for, from the cluster probabilities of labeled examples.
+
+    Makhzani et al. 2015, section 6: "for each cluster i, we found the validation example x_n that
+    maximizes q(y_i|x_n), and assigned the label of x_n to all the points in the cluster i"
+    (rule="highest"). rule="majority" gives each cluster the most common label among the examples
+    whose most probable cluster it is (ties: the smallest label), and falls back to "highest" for a
+    cluster that no example falls in.
+
+    Args:
+        probabilities: `[N, num_clusters]` q(y|x) of the labeled examples.
+        labels: int `[N]` their labels in [0, num_classes).
+        num_classes: number of labels.
+        rule: "highest" (the paper's) or "majority".
+
+    Returns:
+        int `[num_clusters]` array: the label of each cluster.
+
+    Raises:
+        ValueError: for an unknown rule, mismatched shapes or labels out of range.
+
+    Example:
+        >>> cluster_to_label([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]], [1, 0, 0], num_classes=2)
+        array([1, 0])
+    """
+    validation.check_choice("rule", rule, CLUSTER_RULES)
+    probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels)
+    if probabilities.ndim != 2 or labels.shape != probabilities.shape[:1] or not len(labels):
+        raise ValueError(f"probabilities must be [N, num_clusters] and labels [N]; got shapes "
+                         f"{list(probabilities.shape)} and {list(labels.shape)}.")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}); got values from {labels.min()} "
+                         f"to {labels.max()}.")
+    highest = labels[np.argmax(probabilities, axis=0)]
+    if rule == "highest":
+        return highest
+    assigned = np.argmax(probabilities, axis=1)
+    counts = np.zeros((probabilities.shape[1], num_classes), np.int64)
+    np.add.at(counts, (assigned, labels), 1)
+    return np.where(counts.sum(1) > 0, np.argmax(counts, axis=1), highest)
+
+
+def cluster_error(probabilities, labels, mapping):
+    """Classification error (percent) of clusters read as labels: `mapping[argmax q(y|x)]`.
+
+    Args:
+        probabilities: `[N, num_clusters]` q(y|x) of the evaluated examples.
+        labels: int `[N]` their labels.
+        mapping: int `[num_clusters]` from `cluster_to_label`.
+
+    Returns:
+        float: 100 * the fraction of examples whose cluster's label is not theirs.
+    """
+    predicted = np.asarray(mapping)[np.argmax(np.asarray(probabilities), axis=1)]
+    return float(100.0 * np.mean(predicted != np.asarray(labels)))

@@ -106,3 +106,48 @@ def discriminator_accuracy(prior_logits, code_logits):
     """
     right = tf.cast(_flat(prior_logits) > 0, tf.float32) + tf.cast(_flat(code_logits) < 0, tf.float32)
     return right / 2
+
+
+def cluster_head_cost(heads, threshold):
+    """The cluster heads' spacing cost: sum over pairs i < j of max(0, eta - ||h_i - h_j||).
+
+    Makhzani et al. 2015 (arXiv 1511.05644), section 7: the dimensionality-reduction AAE maps the
+    n-way cluster indicator y to a head W_c y and "penalizes every two cluster heads that are
+    closer than eta" so that clusters stay apart. The paper gives no formula; this hinge on the
+    Euclidean distance is zero once every pair is at least `threshold` apart.
+
+    Args:
+        heads: `[n, m]` cluster heads (the rows of W_c).
+        threshold: eta > 0.
+
+    Returns:
+        A float32 scalar.
+
+    Example:
+        >>> float(cluster_head_cost(tf.constant([[0.0, 0.0], [3.0, 4.0]]), 6.0))
+        1.0
+    """
+    heads = tf.cast(heads, tf.float32)
+    squared = tf.reduce_sum(tf.square(heads[:, None, :] - heads[None, :, :]), -1)
+    n = tf.shape(heads)[0]
+    upper = tf.linalg.band_part(tf.ones([n, n]), 0, -1) - tf.eye(n)  # pairs i < j.
+    # The square root's gradient is infinite at 0: take it on the pairs only, never at 0.
+    distances = tf.sqrt(tf.where(upper > 0, squared, 1.0) + 1e-12)
+    return tf.reduce_sum(upper * tf.nn.relu(threshold - distances))
+
+
+def classification_loss(labels, logits):
+    """Cross-entropy -log q(y = label | x) of the categorical encoder, from its logits.
+
+    Makhzani et al. 2015, section 5: the semi-supervised phase "updates q(y|x) to minimize the
+    cross-entropy cost on a labeled mini-batch".
+
+    Args:
+        labels: int `[batch]` class ids in [0, num_classes).
+        logits: `[batch, num_classes]` logits of q(y|x).
+
+    Returns:
+        `[batch]` losses.
+    """
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32),
+                                                          tf.cast(logits, tf.float32))

@@ -320,3 +320,32 @@ def aae_networks(posterior="deterministic", latent_dim=8, input_dim=784, hidden_
                                 **common),
         "discriminator": MLP(hidden, 1, seed=seeds[2], name="discriminator", **common),
     }
+
+
+def categorical_aae_networks(num_categories=10, style_dim=10, input_dim=784, hidden_units=None,
+                             activation=None, init_std="preset", dtype=None, seed=None):
+    """The networks of the AAE with a categorical code q(y, z|x) (Makhzani et al., sections 5-7).
+
+    The encoder is one `MLP` x -> [y logits (num_categories), style z (style_dim)]: q(y|x) is the
+    softmax of the first num_categories outputs, z the rest (the paper's two heads on one trunk).
+    The decoder maps (y, z) (or W_c y + z, built by the model) to pixel logits; two discriminators
+    take y and z. Sizes, activation and initial weights are the AAE preset's (1000-1000 ReLU,
+    N(0, 0.01^2)); the paper's semi-supervised MNIST network is the same 784-1000-1000 trunk.
+
+    Returns:
+        dict with "encoder", "decoder", "category_discriminator", "style_discriminator".
+
+    Example:
+        >>> nets = categorical_aae_networks(16, 5, hidden_units=(64,), seed=0)
+        >>> nets["encoder"].units, nets["style_discriminator"].units
+        (21, 1)
+    """
+    nets = aae_networks("deterministic", _check_units("num_categories", [num_categories])[0]
+                        + _check_units("style_dim", [style_dim])[0], input_dim, hidden_units,
+                        activation, init_std, dtype, seed)
+    discriminator = nets["discriminator"]
+    style = MLP(discriminator.hidden_units, 1, activation=discriminator.activation,
+                seed=None if seed is None else seed * 31 + 3, init_std=discriminator.init_std,
+                dtype=dtype, name="style_discriminator")
+    return {"encoder": nets["encoder"], "decoder": nets["decoder"],
+            "category_discriminator": discriminator, "style_discriminator": style}

@@ -79,6 +79,16 @@ MAKHZANI_SGD = {"reconstruction_optimizer": (0.01, 0.9), "discriminator_optimize
                 "generator_optimizer": (0.1, 0.1)}
 
 
+def _decayed(rate, steps_per_epoch, decay_epochs):
+    """`rate`, divided by 10 after each of `decay_epochs` (in steps); constant without steps."""
+    if steps_per_epoch is None or not decay_epochs:
+        return rate
+    steps_per_epoch = validation.check_positive_int("steps_per_epoch", steps_per_epoch)
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [e * steps_per_epoch - 1 for e in decay_epochs],
+        [rate / 10 ** i for i in range(len(decay_epochs) + 1)])
+
+
 def makhzani_optimizers(steps_per_epoch=None, decay_epochs=MAKHZANI_DECAY_EPOCHS):
     """The AAE paper's three SGD-with-momentum optimizers, as keyword arguments of `AAE.compile`.
 
@@ -105,24 +115,62 @@ def makhzani_optimizers(steps_per_epoch=None, decay_epochs=MAKHZANI_DECAY_EPOCHS
             raise ValueError(f"decay_epochs must increase; got {decay_epochs!r}.")
     optimizers = {}
     for name, (rate, momentum) in MAKHZANI_SGD.items():
-        if steps_per_epoch is not None and decay_epochs:
-            rate = keras.optimizers.schedules.PiecewiseConstantDecay(
-                [e * steps_per_epoch - 1 for e in decay_epochs],
-                [rate / 10 ** i for i in range(len(decay_epochs) + 1)])
-        optimizers[name] = keras.optimizers.SGD(rate, momentum=momentum, name=name)
+        optimizers[name] = keras.optimizers.SGD(_decayed(rate, steps_per_epoch, decay_epochs),
+                                                momentum=momentum, name=name)
     return optimizers
 
 
-def aae_adam_optimizers(learning_rate=2e-4, beta_1=0.5):
-    """Adam for the AAE's three phases, the alternative to the paper's SGD.
+def aae_adam_optimizers(learning_rate=2e-4, beta_1=0.5, names=tuple(MAKHZANI_SGD)):
+    """Adam for the AAE's phases, the alternative to the paper's SGD.
 
     beta_1 = 0.5 follows the usual setting for adversarial training (Radford et al. 2016,
     arXiv 1511.06434); the reconstruction phase uses the same rate and betas.
 
+    Args:
+        learning_rate: every phase's rate.
+        beta_1: Adam's first-moment decay.
+        names: the optimizers' names (default: the AAE's three; `CategoricalAAE.optimizer_names`
+            for the semi-supervised AAE's four).
+
     Returns:
-        dict with "reconstruction_optimizer", "discriminator_optimizer", "generator_optimizer".
+        dict with one Adam per name: "reconstruction_optimizer", "discriminator_optimizer",
+        "generator_optimizer" by default.
     """
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
         raise ValueError(f"learning_rate must be a number > 0; got {learning_rate!r}.")
     return {name: keras.optimizers.Adam(learning_rate, beta_1=beta_1, name=name)
-            for name in MAKHZANI_SGD}
+            for name in names}
+
+
+# Makhzani et al. 2015, section 5 and appendix, semi-supervised MNIST (as best known; the text is
+# terse): SGD with momentum 0.9 in every phase; the reconstruction at 1e-4, the regularization and
+# the semi-supervised classification at 1e-3 (our reading of "0.001-ish"); rates divided by 10 after
+# epoch 50 and again after epoch 1000, as in the AAE's appendix schedule.
+CATEGORICAL_SGD = {"reconstruction_optimizer": 1e-4, "discriminator_optimizer": 1e-3,
+                   "generator_optimizer": 1e-3, "classification_optimizer": 1e-3}
+
+
+def categorical_optimizers(steps_per_epoch=None, names=tuple(CATEGORICAL_SGD),
+                           decay_epochs=MAKHZANI_DECAY_EPOCHS):
+    """SGD with momentum 0.9 for the phases of `tfaae.models.CategoricalAAE` (the paper's).
+
+    Args:
+        steps_per_epoch: optimizer steps per epoch; None gives constant rates.
+        names: which optimizers (the clustering model has no "classification_optimizer").
+        decay_epochs: epochs after which the rates fall tenfold.
+
+    Returns:
+        dict of name -> `keras.optimizers.SGD`.
+
+    Example:
+        >>> sorted(categorical_optimizers(names=("reconstruction_optimizer",)))
+        ['reconstruction_optimizer']
+    """
+    unknown = sorted(set(names) - set(CATEGORICAL_SGD))
+    if unknown:
+        raise ValueError(f"names must be among {sorted(CATEGORICAL_SGD)}; got {unknown}.")
+    optimizers = {}
+    for name in names:
+        optimizers[name] = keras.optimizers.SGD(
+            _decayed(CATEGORICAL_SGD[name], steps_per_epoch, decay_epochs), momentum=0.9, name=name)
+    return optimizers

@@ -21,8 +21,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfaae import bounds, losses, priors, random, schedules, validation
-from tfaae.models.base import ImageModel, as_float32
+from tfaae import bounds, losses, priors, random, validation
+from tfaae.models.base import ImageModel, PhaseOptimizers, as_float32
 from tfaae.networks import POSTERIORS, aae_networks
 
 tfd = tfp.distributions
@@ -31,7 +31,7 @@ SUPERVISION = ("none", "discriminator", "decoder")
 
 
 @keras.saving.register_keras_serializable(package="tfaae")
-class AAE(ImageModel):
+class AAE(PhaseOptimizers, ImageModel):
     """Adversarial autoencoder: reconstruction, then discriminator and generator, every minibatch.
 
     Args:
@@ -156,48 +156,15 @@ class AAE(ImageModel):
             TypeError: for `optimizer=`, `loss=` or `metrics=`: the AAE defines its own.
             ValueError: if one optimizer instance is passed for two phases.
         """
-        unsupported = sorted(set(kwargs) & {"optimizer", "loss", "loss_weights", "metrics",
-                                            "weighted_metrics"})
-        if unsupported:
-            raise TypeError(f"AAE.compile takes {', '.join(self.optimizer_names)} (one optimizer per "
-                            f"phase) and defines its own losses and metrics; got {unsupported}.")
-        super().compile(optimizer=None, **kwargs)
-        given = (reconstruction_optimizer, discriminator_optimizer, generator_optimizer)
-        paper = schedules.makhzani_optimizers() if None in given else {}
-        chosen = [keras.optimizers.get(o) if o is not None else paper[name]
-                  for name, o in zip(self.optimizer_names, given)]
-        if len({id(o) for o in chosen}) < len(chosen):
-            raise ValueError("Each phase needs its own optimizer instance (each keeps its own state "
-                             "for its own variables); got the same instance twice.")
-        for name, optimizer in zip(self.optimizer_names, chosen):
-            setattr(self, name, optimizer)
-
-    def get_compile_config(self):
-        if not self.compiled:
-            return {}
-        return {**{name: keras.saving.serialize_keras_object(getattr(self, name))
-                   for name in self.optimizer_names},
-                "steps_per_execution": self.steps_per_execution, "jit_compile": self.jit_compile,
-                "run_eagerly": self.run_eagerly}
-
-    def compile_from_config(self, config):
-        config = {k: keras.saving.deserialize_keras_object(v) if k in self.optimizer_names else v
-                  for k, v in config.items()}
-        self.compile(**config)
-        self.build_optimizers()
+        self.compile_phases({"reconstruction_optimizer": reconstruction_optimizer,
+                             "discriminator_optimizer": discriminator_optimizer,
+                             "generator_optimizer": generator_optimizer}, **kwargs)
 
     def phase_variables(self):
         """Each optimizer's variables: encoder + decoder, discriminator, encoder."""
         return {"reconstruction_optimizer": self.encoder.trainable_weights + self.decoder.trainable_weights,
                 "discriminator_optimizer": self.discriminator.trainable_weights,
                 "generator_optimizer": self.encoder.trainable_weights}
-
-    def build_optimizers(self):
-        for name, variables in self.phase_variables().items():
-            optimizer = getattr(self, name, None)
-            if optimizer is not None and not optimizer.built:
-                with self.distribute_strategy.scope():
-                    optimizer.build(variables)
 
     # ----------------------------------------------------------------------------------------------
     # The networks, with their conditioning inputs.

@@ -147,3 +147,68 @@ class ImageModel(keras.Model):
     def test_on_batch(self, *args, **kwargs):
         with validation.translate_input_errors():
             return super().test_on_batch(*args, **kwargs)
+
+
+class PhaseOptimizers:
+    """Mixin for models with one optimizer per training phase, passed to `compile` by name.
+
+    The class lists the names in `optimizer_names` (an instance may narrow them) and gives each
+    phase's variables in `phase_variables()`; the mixin stores the optimizers, serialises them
+    (`get_compile_config`/`compile_from_config`, so `.keras` reloads stay trainable) and builds them
+    before `fit` (`build_optimizers`, so `BackupAndRestore` restores them; keras#19389).
+    """
+
+    optimizer_names = ()
+
+    def default_optimizers(self):
+        """The optimizers of phases given none, by name (override per model)."""
+        from tfaae import schedules
+        return schedules.makhzani_optimizers()
+
+    def compile_phases(self, given, **kwargs):
+        """Compiles with `given` ({name: optimizer, its name, or None for the default}).
+
+        Raises:
+            TypeError: for `optimizer=`, `loss=` or `metrics=`: the model defines its own.
+            ValueError: if one optimizer instance is passed for two phases.
+        """
+        unsupported = sorted(set(kwargs) & {"optimizer", "loss", "loss_weights", "metrics",
+                                            "weighted_metrics"})
+        if unsupported:
+            raise TypeError(f"{type(self).__name__}.compile takes {', '.join(self.optimizer_names)} "
+                            f"(one optimizer per phase) and defines its own losses and metrics; "
+                            f"got {unsupported}.")
+        keras.Model.compile(self, optimizer=None, **kwargs)
+        defaults = self.default_optimizers() if any(given.get(n) is None for n in self.optimizer_names) else {}
+        chosen = [keras.optimizers.get(given[n]) if given.get(n) is not None else defaults[n]
+                  for n in self.optimizer_names]
+        if len({id(o) for o in chosen}) < len(chosen):
+            raise ValueError("Each phase needs its own optimizer instance (each keeps its own state "
+                             "for its own variables); got the same instance twice.")
+        for name, optimizer in zip(self.optimizer_names, chosen):
+            setattr(self, name, optimizer)
+
+    def get_compile_config(self):
+        if not self.compiled:
+            return {}
+        return {**{name: keras.saving.serialize_keras_object(getattr(self, name))
+                   for name in self.optimizer_names},
+                "steps_per_execution": self.steps_per_execution, "jit_compile": self.jit_compile,
+                "run_eagerly": self.run_eagerly}
+
+    def compile_from_config(self, config):
+        config = {k: keras.saving.deserialize_keras_object(v) if k in self.optimizer_names else v
+                  for k, v in config.items()}
+        self.compile(**config)
+        self.build_optimizers()
+
+    def phase_variables(self):
+        """{optimizer name: the variables it updates}."""
+        raise NotImplementedError
+
+    def build_optimizers(self):
+        for name, variables in self.phase_variables().items():
+            optimizer = getattr(self, name, None)
+            if optimizer is not None and not optimizer.built:
+                with self.distribute_strategy.scope():
+                    optimizer.build(variables)
