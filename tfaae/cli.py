@@ -3,6 +3,9 @@
     tfaae train vae|iwae --dataset mnist --num-samples 50 --layers 2 --epochs N --logdir runs/x
     tfaae train aae --prior mixture --latent-dim 2 --supervised discriminator --labels 10000 \
         --epochs N --logdir runs/y
+    tfaae train semi-supervised --labels 1000 --epochs N --logdir runs/ss
+    tfaae train clustering --clusters 16 --epochs N --logdir runs/c16
+    tfaae train dim-reduction [--labels 1000] --head-dim 2 --epochs N --logdir runs/map
     tfaae evaluate runs/x --num-samples 5000
     tfaae export runs/x saved_models/<name>/<version>
     tfaae report runs/x
@@ -27,6 +30,11 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _label_count(text):
+    """A positive number of labels, or "all"."""
+    return "all" if text == "all" else _positive_int(text)
 
 
 def _interval(text):
@@ -61,7 +69,8 @@ def build_parser():
 
     train = commands.add_parser("train", help="train a model into a run directory (resumable)",
                                 argument_default=argparse.SUPPRESS)
-    train.add_argument("model", choices=["vae", "iwae", "aae"], help="which model")
+    train.add_argument("model", choices=["vae", "iwae", "aae", "semi-supervised", "clustering",
+                                                "dim-reduction"], help="which model")
     train.add_argument("--logdir", required=True, help="run directory (logs, checkpoints, model)")
     train.add_argument("--dataset", help="mnist, fashion_mnist, or any name with --data-dir of IDX "
                                          "files (default: mnist)")
@@ -118,16 +127,34 @@ def build_parser():
                      help="q(z|x) (default deterministic)")
     aae.add_argument("--supervised", choices=["none", "discriminator", "decoder"],
                      help="label to the discriminator or to the decoder (default none)")
-    aae.add_argument("--labels", type=_positive_int,
-                     help="with --supervised discriminator: keep N training labels (class-balanced), "
-                          "the rest unlabeled (default: all labeled)")
+    aae.add_argument("--labels", type=_label_count,
+                     help="aae with --supervised discriminator: keep N training labels "
+                          "(class-balanced), the rest unlabeled (default: all labeled); "
+                          "semi-supervised and dim-reduction: N (default 1000 for semi-supervised; "
+                          "dim-reduction without it is unsupervised) or all")
     aae.add_argument("--reconstruction", choices=["squared_error", "bernoulli"],
                      help="reconstruction loss (default squared_error, the paper's)")
     aae.add_argument("--hidden-units", type=_positive_int,
                      help="width of the two hidden layers of every network (default 1000)")
 
-    evaluate = commands.add_parser("evaluate", help="test log-likelihood of a run (vae/iwae: NLL and "
-                                                    "active units; aae: Parzen and importance-sampled)")
+    categorical = train.add_argument_group("semi-supervised, clustering and dim-reduction")
+    categorical.add_argument("--clusters", type=_positive_int,
+                             help="clusters of clustering (default 16) and unsupervised "
+                                  "dim-reduction (default 20)")
+    categorical.add_argument("--style-dim", type=_positive_int,
+                             help="size of the style z (default 10 semi-supervised, 5 clustering, "
+                                  "the head dimension for dim-reduction)")
+    categorical.add_argument("--head-dim", type=_positive_int,
+                             help="dim-reduction: dimension m of the cluster heads W_c y (default 2)")
+    categorical.add_argument("--head-distance", type=_positive_float,
+                             help="dim-reduction: eta, heads closer than it are penalised (default 6)")
+    categorical.add_argument("--labeled-batch-size", type=_positive_int,
+                             help="labeled images per batch (default: --batch-size)")
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a run (vae/iwae: NLL and active units; aae: "
+                                                    "Parzen and importance-sampled log-likelihood; "
+                                                    "semi-supervised, clustering, dim-reduction: "
+                                                    "test error rates)")
     evaluate.add_argument("run", help="a run directory written by `tfaae train`")
     evaluate.add_argument("--num-samples", type=_positive_int, default=5000,
                           help="importance samples per image")

@@ -445,3 +445,56 @@ def cluster_error(probabilities, labels, mapping):
     """
     predicted = np.asarray(mapping)[np.argmax(np.asarray(probabilities), axis=1)]
     return float(100.0 * np.mean(predicted != np.asarray(labels)))
+
+
+def images_and_labels(data):
+    """The images `[N, ...]` and labels `[N]` of a dataset of (images, labels) batches, as arrays.
+
+    Raises:
+        ValueError: if the dataset's batches carry no labels.
+    """
+    batches = list(data.as_numpy_iterator())
+    if not batches or not isinstance(batches[0], tuple):
+        raise ValueError("Classification and clustering errors need (images, labels) batches; got "
+                         "images alone.")
+    return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+
+
+def class_probabilities(model, x, batch_size=1000):
+    """`model.classify` over `x` in batches: q(y|x) as a NumPy array `[N, num_categories]`."""
+    return np.concatenate([np.asarray(model.classify(x[i:i + batch_size]))
+                           for i in range(0, len(x), batch_size)])
+
+
+def categorical_errors(model, x, y, x_train=None, y_train=None):
+    """Test error of a `CategoricalAAE`: classification error, or both clustering errors.
+
+    A semi-supervised model predicts argmax q(y|x). A clustering model's clusters take labels from
+    the labeled images `x_train`, `y_train` (`cluster_to_label`: the paper's "highest" rule and
+    the majority vote), and each test image the label of its most probable cluster.
+
+    Args:
+        model: a `tfaae.CategoricalAAE`.
+        x, y: evaluated images and labels.
+        x_train, y_train: the images and labels that label the clusters (clustering only).
+
+    Returns:
+        dict: "error" (percent) for a semi-supervised model; else "cluster_error" and
+        "cluster_labels" ({rule: ...}); and "num_examples".
+
+    Raises:
+        ValueError: for a clustering model without `x_train` and `y_train`.
+    """
+    probabilities = class_probabilities(model, x)
+    if model.semi_supervised:
+        return {"error": float(100.0 * np.mean(np.argmax(probabilities, 1) != y)),
+                "num_examples": int(len(y))}
+    if x_train is None or y_train is None:
+        raise ValueError("A clustering model's error needs labeled images (x_train, y_train) to "
+                         "label its clusters; got none.")
+    train = class_probabilities(model, x_train)
+    mappings = {rule: cluster_to_label(train, y_train, int(max(y_train.max(), y.max())) + 1, rule)
+                for rule in CLUSTER_RULES}
+    return {"cluster_error": {rule: cluster_error(probabilities, y, m) for rule, m in mappings.items()},
+            "cluster_labels": {rule: m.tolist() for rule, m in mappings.items()},
+            "num_examples": int(len(y)), "num_clusters": int(probabilities.shape[1])}

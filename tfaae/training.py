@@ -69,6 +69,12 @@ class Recipe:
     def build(self, config):
         raise NotImplementedError
 
+    def training_dataset(self, config, x_train, labels):
+        """The training `tf.data.Dataset` of images in [0, 1] (with the recipe's labels)."""
+        return tfaae_data.make_dataset(x_train, labels, batch_size=config["batch_size"],
+                                       binarization=config["binarization"], shuffle=True,
+                                       seed=config["seed"])
+
     def prepare(self, model, x_train):
         """Data-dependent initialisation before training."""
 
@@ -224,10 +230,129 @@ class AdversarialRecipe(Recipe):
         return lines
 
 
+# The categorical AAE's tasks (Makhzani et al., sections 5-7) and their defaults: classes or
+# clusters, style size and cluster heads.
+CATEGORICAL_TASKS = {
+    "semi-supervised": {"labels": 1000, "clusters": None, "style_dim": 10, "head_dim": None},
+    "clustering": {"labels": None, "clusters": 16, "style_dim": 5, "head_dim": None},
+    "dim-reduction": {"labels": None, "clusters": 20, "style_dim": None, "head_dim": 2},
+}
+
+
+class CategoricalRecipe(Recipe):
+    """The AAE with a categorical code (`tfaae.CategoricalAAE`): semi-supervised classification,
+    clustering and dimensionality reduction (Makhzani et al., sections 5, 6 and 7).
+
+    Settings: labels (semi-supervised and dim-reduction: how many training labels, class-balanced
+    and seeded, or "all"; dim-reduction without labels is unsupervised), clusters (clustering and
+    unsupervised dim-reduction), style_dim, head_dim and head_distance (dim-reduction),
+    labeled_batch_size, hidden_units, reconstruction. Defaults follow the paper: grey levels,
+    batches of 100, squared error, 1000-1000 ReLU networks, SGD with momentum 0.9
+    ("makhzani"; "adam" converges faster on short budgets). `epochs` must be given.
+    """
+
+    defaults = {"batch_size": 100, "schedule": "makhzani", "binarization": "none"}
+    schedules = ("makhzani", "adam")
+    periodic_evaluation = False  # the error is `tfaae evaluate`'s.
+
+    def __init__(self, task):
+        self.task = task
+        self.settings = {"labels": None, "clusters": None, "style_dim": None, "head_dim": None,
+                         "head_distance": 6.0, "labeled_batch_size": None, "hidden_units": 1000,
+                         "reconstruction": "squared_error"}
+
+    def _task_setting(self, config, key):
+        return config[key] if config[key] is not None else CATEGORICAL_TASKS[self.task][key]
+
+    def semi_supervised(self, config):
+        return self._task_setting(config, "labels") is not None
+
+    def check(self, config):
+        validation.check_choice("reconstruction", config["reconstruction"], losses.RECONSTRUCTIONS)
+        validation.check_positive_int("hidden_units", config["hidden_units"])
+        if config["epochs"] is None:
+            raise ValueError("epochs: the AAE paper states no training length; pass epochs "
+                             "(CLI: --epochs).")
+        labels = self._task_setting(config, "labels")
+        if labels is not None and self.task == "clustering":
+            raise ValueError(f"labels={labels}: clustering is unsupervised; use 'semi-supervised' "
+                             "or 'dim-reduction' to train with labels.")
+        if labels is not None and labels != "all":
+            validation.check_positive_int("labels", labels)
+        if config["clusters"] is not None and self.task == "semi-supervised" or (
+                config["clusters"] is not None and labels is not None):
+            raise ValueError(f"clusters={config['clusters']}: with labels the categories are the "
+                             "dataset's classes (10).")
+        for key in ("clusters", "style_dim", "head_dim", "labeled_batch_size"):
+            if config[key] is not None:
+                validation.check_positive_int(key, config[key], minimum=2 if key == "clusters" else 1)
+        if config["head_dim"] is not None and self.task != "dim-reduction":
+            raise ValueError(f"head_dim={config['head_dim']}: cluster heads belong to 'dim-reduction'.")
+        if config["learning_rate"] is not None and config["schedule"] != "adam":
+            raise ValueError("learning_rate applies to schedule='adam'; the paper's SGD schedule "
+                             "('makhzani') has its own rates for each phase.")
+
+    def training_labels(self, config, labels):
+        return labels  # all true labels: evaluation sets and cluster assignment need them.
+
+    def build(self, config):
+        head_dim = self._task_setting(config, "head_dim")
+        return tfaae.CategoricalAAE(
+            num_categories=10 if self.semi_supervised(config) else self._task_setting(config, "clusters"),
+            style_dim=config["style_dim"] or head_dim or CATEGORICAL_TASKS[self.task]["style_dim"],
+            semi_supervised=self.semi_supervised(config), head_dim=head_dim,
+            head_distance=config["head_distance"], reconstruction=config["reconstruction"],
+            hidden_units=(config["hidden_units"],) * 2, seed=config["seed"],
+            dtype=config["precision"])
+
+    def training_dataset(self, config, x_train, labels):
+        if not self.semi_supervised(config):
+            return super().training_dataset(config, x_train, None)
+        count = self._task_setting(config, "labels")
+        x_labeled, y_labeled = (x_train, labels) if count == "all" else tfaae_data.labeled_subset(
+            x_train, labels, count, seed=config["seed"])[:2]
+        return tfaae_data.semi_supervised_dataset(
+            x_train, x_labeled, y_labeled, batch_size=config["batch_size"],
+            labeled_batch_size=config["labeled_batch_size"], binarization=config["binarization"],
+            seed=config["seed"])
+
+    def optimizers(self, config, steps_per_epoch, epochs):
+        names = ("reconstruction_optimizer", "discriminator_optimizer", "generator_optimizer",
+                 "classification_optimizer")[:4 if self.semi_supervised(config) else 3]
+        if config["schedule"] == "makhzani":
+            return schedules.categorical_optimizers(steps_per_epoch, names=names)
+        return schedules.aae_adam_optimizers(config["learning_rate"] or 2e-4, names=names)
+
+    def evaluate(self, model, datasets, num_samples, seed, run_dir=None, **options):
+        start = time.perf_counter()
+        x, y = evaluation.images_and_labels(datasets["evaluated"])
+        result = evaluation.categorical_errors(
+            model, x, y, None if model.semi_supervised else datasets["x_train"],
+            None if model.semi_supervised else datasets["y_train"])
+        if run_dir is not None and model.head_dim == 2:
+            from tfaae import figures
+            path = os.path.join(run_dir, "map.png")
+            figures.save_png(figures.latent_map(
+                np.asarray(model.embed(x)), y, np.asarray(model.heads),
+                title=f"W_c y + z of {len(x)} images (grey: cluster heads)"), path)
+            result["map"] = path
+        return {**result, "task": self.task, "seconds": round(time.perf_counter() - start, 2)}
+
+    def describe(self, result):
+        if "error" in result:
+            return [f"{result['split']} classification error ({result['num_examples']} images): "
+                    f"{result['error']:.2f}%"]
+        lines = [f"{result['split']} clustering error, cluster label from the training image with "
+                 f"the highest q(y|x) (the paper's rule): {result['cluster_error']['highest']:.2f}%",
+                 f"{result['split']} clustering error, majority vote of the training images: "
+                 f"{result['cluster_error']['majority']:.2f}% ({result['num_examples']} images)"]
+        return lines + ([f"2-D map: {result['map']}"] if "map" in result else [])
+
 RECIPES = {
     "vae": LatentVariableRecipe(tfaae.VAE, num_samples=1),
     "iwae": LatentVariableRecipe(tfaae.IWAE, num_samples=50),
     "aae": AdversarialRecipe(),
+    **{task: CategoricalRecipe(task) for task in CATEGORICAL_TASKS},
 }
 
 
@@ -300,12 +425,10 @@ def load_training_data(config, max_eval_examples=None):
             None if labels is None else targets[:max_eval_examples], batch_size=100,
             binarization=fixed, seed=seed)
 
-    train = tfaae_data.make_dataset(x_train, labels, batch_size=config["batch_size"],
-                                    binarization=config["binarization"], shuffle=True,
-                                    seed=config["seed"])
+    train = RECIPES[config["model"]].training_dataset(config, x_train, labels)
     return {"train": train, "validation": evaluation_set(x_val, y_val, config["seed"] + 2),
             "test": evaluation_set(*arrays["test"], config["seed"] + 3), "x_train": x_train,
-            "y_test": arrays["test"][1], "source": arrays["source"]}
+            "y_train": y_train[:keep], "y_test": arrays["test"][1], "source": arrays["source"]}
 
 
 def evaluation_subset(data, num_examples):
@@ -512,7 +635,7 @@ def evaluate_run(run_dir, num_samples=5000, split="test", max_examples=None, dat
     datasets["evaluated"] = datasets[split]
     result = {**RECIPES[config["model"]].evaluate(model, datasets, num_samples, seed,
                                                   parzen_samples=parzen_samples,
-                                                  precision=precision),
+                                                  precision=precision, run_dir=run_dir),
               "split": split, "model": config["model"]}
     io.write_json(os.path.join(run_dir, "eval.json"), result)
     return result

@@ -110,7 +110,9 @@ class CategoricalAAE(PhaseOptimizers, ImageModel):
             setattr(self, name, network)
         self.heads = None if self.head_dim is None else self.add_weight(
             shape=(self.num_categories, self.head_dim), name="cluster_heads",
-            initializer=keras.initializers.RandomNormal(stddev=self.head_distance / 2, seed=seed))
+            # Spread from the start: n heads eta apart need an area of about n eta^2.
+            initializer=keras.initializers.RandomNormal(
+                stddev=self.head_distance * self.num_categories ** 0.5 / 2, seed=seed))
         self.style_prior = priors.gaussian(self.style_dim)
         names = ("reconstruction_loss",) + ADVERSARIAL + (("head_cost",) if self.heads is not None
                                                           else ()) + (
