@@ -7,8 +7,7 @@ here, apart from the training code, through a small registry:
   model and those inputs to a dict of named outputs, and a valid request (for warmup);
 * `serve(model_class, names, default)` says which signatures a model class serves and which of
   them is `serving_default`. Subclasses inherit their parent's declaration unless they make their
-  own, so a new model (e.g. an AAE with `classify`, `cluster`, `embed`) adds its signatures in one
-  place.
+  own, so a new model adds its signatures in one place.
 
 The VAE and IWAE serve (all float32 unless stated; `batch` is any size, 0 included):
 
@@ -22,9 +21,13 @@ The VAE and IWAE serve (all float32 unless stated; `batch` is any size, 0 includ
   `probabilities`, `logits` `[num_samples, *image_shape]`, `z [num_samples, d_L]`;
 * `log_likelihood`: `images` -> `log_likelihood [batch]`, L_k in nats, k fixed at export.
 
-`encode` is `serving_default`: it is what most callers of an autoencoder want (the code), every
-tfaae model has it with the same input, and it is one cheap, deterministic encoder pass, so a
-request without `signature_name` (health checks included) never pays for k importance samples.
+The categorical AAE (`tfaae.CategoricalAAE`) serves `classify` (`serving_default`):
+`images` -> `probabilities [batch, num_categories]`, `class` (int32 `[batch]`); `cluster`:
+`images` -> `cluster` (int32), `probabilities`; `embed`: `images` -> `embedding`, W_c y + z
+`[batch, head_dim]` with cluster heads, else the code [y, z] `[batch, num_categories + style_dim]`.
+
+For the VAE and IWAE, `encode` is `serving_default`: it is what most callers of an autoencoder
+want (the code), and it is one cheap, deterministic encoder pass, so a request without `signature_name` (health checks included) never pays for k importance samples.
 
 Randomness is stateless. `sample` draws from its `seed` input with counter-based (Philox) stateless
 ops, so a seed gives the same images in any process and concurrent requests share no state;
@@ -55,7 +58,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfaae import __version__, evaluation, io, validation
-from tfaae.models import VAE
+from tfaae.models import VAE, CategoricalAAE
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 METADATA_FILE = os.path.join("assets.extra", "tfaae_export.json")
@@ -266,6 +269,34 @@ def log_likelihood(model, options, images):
 
 
 serve(VAE, ("encode", "decode", "reconstruct", "sample", "log_likelihood"), default="encode")
+
+
+# --------------------------------------------------------------------------------------------------
+# The signatures of the categorical AAE (semi-supervised classification, clustering, dimensionality
+# reduction): one deterministic encoder pass each.
+
+@signature("classify", inputs=lambda model: {"images": image_spec(model)}, example=_image_request)
+def classify(model, options, images):
+    """q(y|x): `probabilities [batch, num_categories]` and the most probable `class` (int32)."""
+    probabilities = model.classify(checked_images(model, images))
+    return {"probabilities": tf.cast(probabilities, tf.float32),
+            "class": tf.argmax(probabilities, -1, output_type=tf.int32)}
+
+
+@signature("cluster", inputs=lambda model: {"images": image_spec(model)}, example=_image_request)
+def cluster(model, options, images):
+    """The most probable `cluster` (int32 `[batch]`) and q(y|x), `probabilities`."""
+    index, probabilities = model.cluster(checked_images(model, images))
+    return {"cluster": index, "probabilities": tf.cast(probabilities, tf.float32)}
+
+
+@signature("embed", inputs=lambda model: {"images": image_spec(model)}, example=_image_request)
+def embed(model, options, images):
+    """The low-dimensional `embedding`: W_c y + z with cluster heads, else the code [y, z]."""
+    return {"embedding": tf.cast(model.embed(checked_images(model, images)), tf.float32)}
+
+
+serve(CategoricalAAE, ("classify", "cluster", "embed"), default="classify")
 
 
 # --------------------------------------------------------------------------------------------------
