@@ -91,13 +91,15 @@ def test_cluster_to_label_against_a_hand_computed_case():
                   [0.20, 0.30, 0.45, 0.05],    # label 2
                   [0.30, 0.30, 0.35, 0.05]])   # label 0
     labels = np.array([0, 1, 1, 2, 2, 0])
-    # "highest": the example maximising q(y_i|x) per column: rows 0, 3, 5, 0 -> labels 0, 2, 0, 0.
-    np.testing.assert_array_equal(evaluation.cluster_to_label(q, labels, 3, "highest"), [0, 2, 0, 0])
+    # "highest": the example maximising q(y_i|x) per column: rows 0, 3, 4, 0 (the first of equal
+    # values) -> labels 0, 2, 2, 0.
+    np.testing.assert_array_equal(evaluation.cluster_to_label(q, labels, 3, "highest"), [0, 2, 2, 0])
     # "majority": argmax rows 0,1,2 -> cluster 0 (labels 0,1,1: 1); row 3 -> cluster 1 (2);
     # rows 4, 5 -> cluster 2 (labels 2, 0: a tie, the smaller, 0); cluster 3 is empty: "highest".
     np.testing.assert_array_equal(evaluation.cluster_to_label(q, labels, 3, "majority"), [1, 2, 0, 0])
+    # Test images in clusters 0, 1, 2, 3, 0 read as labels 1, 2, 0, 0, 1 (majority): two of five wrong.
     test_q = np.eye(4)[[0, 1, 2, 3, 0]]
-    assert evaluation.cluster_error(test_q, [0, 2, 0, 1, 1], [0, 2, 0, 0]) == pytest.approx(40.0)
+    assert evaluation.cluster_error(test_q, [1, 2, 0, 1, 0], [1, 2, 0, 0]) == pytest.approx(40.0)
     assert_clear_error(lambda: evaluation.cluster_to_label(q, labels, 3, "vote"), ValueError,
                        "rule", "'vote'")
     assert_clear_error(lambda: evaluation.cluster_to_label(q, labels + 1, 2), ValueError,
@@ -114,7 +116,7 @@ def test_cluster_head_cost_against_numpy():
         cost = losses.cluster_head_cost(variable, 6.0)
     gradient = tape.gradient(cost, variable).numpy()
     assert np.isfinite(gradient).all()  # two coincident heads: no NaN from the square root.
-    assert float(losses.cluster_head_cost(heads * 10, 6.0)) == 6.0 * 1  # only the coincident pair.
+    assert float(losses.cluster_head_cost(heads * 10, 6.0)) == pytest.approx(6.0, abs=1e-5)  # one pair.
 
 
 def test_short_semi_supervised_run_beats_chance_by_a_wide_margin(grey, mnist):
@@ -206,13 +208,11 @@ def test_cli_trains_and_evaluates_each_task(mnist_dir, tmp_path):
     run = tmp_path / "semi"
     done = run_cli("train", "semi-supervised", "--labels", "100", "--logdir", run, *common)
     assert done.returncode == 0, done.stderr[-2000:]
-    evaluated = run_cli("evaluate", run)
+    evaluated = run_cli("evaluate", run, "--max-examples", "500")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    assert "test classification error (10000 images): " in evaluated.stdout
+    assert "test classification error (500 images): " in evaluated.stdout
     error = json.loads(open(run / "eval.json").read())["error"]
     assert 0 <= error <= 100
-    refused = run_cli("train", "clustering", "--labels", "100", "--logdir", tmp_path / "c", *common)
-    assert refused.returncode == 2 and "clustering is unsupervised" in refused.stderr
     # Clustering and the 2-D map through the same library calls, in this process.
     for task, extra in (("clustering", {"clusters": 16}), ("dim-reduction", {})):
         settings = {"model": task, "epochs": 1, "max_train_examples": 600, "hidden_units": 32,

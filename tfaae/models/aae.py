@@ -22,7 +22,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfaae import bounds, losses, priors, random, validation
-from tfaae.models.base import ImageModel, PhaseOptimizers, as_float32
+from tfaae.models.base import ImageModel, PhaseOptimizers, as_float32, check_output_widths
 from tfaae.networks import POSTERIORS, aae_networks
 
 tfd = tfp.distributions
@@ -129,16 +129,9 @@ class AAE(PhaseOptimizers, ImageModel):
         if tuple(z.shape) != (1, self.latent_dim):
             raise ValueError(f"The encoder must output codes of latent_dim={self.latent_dim} values; "
                              f"got shape {tuple(z.shape)[1:]}.")
-        for name, out, width in (("decoder", self.decode_logits(z, batch), self.input_dim),
-                                 ("discriminator", self.discriminate(z, batch), 1)):
-            if tuple(out.shape) != (1, width):
-                raise ValueError(f"The {name} must output {width} values per example; got shape "
-                                 f"{tuple(out.shape)[1:]}.")
+        check_output_widths((("decoder", self.decode_logits(z, batch), self.input_dim),
+                             ("discriminator", self.discriminate(z, batch), 1)))
         self.built = True
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     # ----------------------------------------------------------------------------------------------
     # Compiling: three optimizers by name, restored by load_model and BackupAndRestore.

@@ -149,6 +149,14 @@ class ImageModel(keras.Model):
             return super().test_on_batch(*args, **kwargs)
 
 
+def check_output_widths(outputs):
+    """Raises ValueError unless each (network name, output on one example, width) fits `[1, width]`."""
+    for name, value, width in outputs:
+        if tuple(value.shape) != (1, width):
+            raise ValueError(f"The {name} must output {width} values per example; got shape "
+                             f"{tuple(value.shape)[1:]}.")
+
+
 class PhaseOptimizers:
     """Mixin for models with one optimizer per training phase, passed to `compile` by name.
 
@@ -159,6 +167,11 @@ class PhaseOptimizers:
     """
 
     optimizer_names = ()
+
+    @property
+    def metrics(self):
+        """The model's `trackers` (one `keras.metrics.Mean` per reported number)."""
+        return list(self.trackers.values())
 
     def default_optimizers(self):
         """The optimizers of phases given none, by name (override per model)."""

@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from tfaae import losses, priors, random, validation
-from tfaae.models.base import ImageModel, PhaseOptimizers, as_float32
+from tfaae.models.base import ImageModel, PhaseOptimizers, as_float32, check_output_widths
 from tfaae.networks import categorical_aae_networks
 
 NETWORKS = ("encoder", "decoder", "category_discriminator", "style_discriminator")
@@ -130,18 +130,11 @@ class CategoricalAAE(PhaseOptimizers, ImageModel):
             raise ValueError(f"The encoder must output num_categories + style_dim = {width} values "
                              f"(y logits, then z); got shape {tuple(out.shape)[1:]}.")
         logits, z = self.split_code(out)
-        for name, value, width in (
-                ("decoder", self.decode_logits(tf.nn.softmax(logits), z), self.input_dim),
-                ("category_discriminator", as_float32(self.category_discriminator(logits)), 1),
-                ("style_discriminator", as_float32(self.style_discriminator(z)), 1)):
-            if tuple(value.shape) != (1, width):
-                raise ValueError(f"The {name} must output {width} values per example; got shape "
-                                 f"{tuple(value.shape)[1:]}.")
+        check_output_widths((
+            ("decoder", self.decode_logits(tf.nn.softmax(logits), z), self.input_dim),
+            ("category_discriminator", as_float32(self.category_discriminator(logits)), 1),
+            ("style_discriminator", as_float32(self.style_discriminator(z)), 1)))
         self.built = True
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     def compile(self, reconstruction_optimizer=None, discriminator_optimizer=None,
                 generator_optimizer=None, classification_optimizer=None, **kwargs):
@@ -222,6 +215,8 @@ class CategoricalAAE(PhaseOptimizers, ImageModel):
 
     def inputs(self, data):
         """Unlabeled images `[batch, D]` and the labeled minibatch (images, int32 labels) or None."""
+        if isinstance(data, (tuple, list)) and data and isinstance(data[0], dict):
+            data = data[0]  # train_on_batch(batch) hands over (batch,).
         if isinstance(data, dict):
             missing = {"images"} | ({"labeled_images", "labels"} if self.semi_supervised else set())
             missing -= set(data)
