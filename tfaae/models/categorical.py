@@ -252,13 +252,10 @@ class CategoricalAAE(PhaseOptimizers, ImageModel):
     def discriminator_phase(self, x):
         """Updates both discriminators; returns their losses, each `[batch]`."""
         logits, z = self.encode_parts(x)
-        y_prior, z_prior = self.sample_prior(tf.shape(x)[0])
         # Phase: regularization, discriminators. Prior samples are positives, codes negatives.
         variables = self.phase_variables()["discriminator_optimizer"]
         with tf.GradientTape() as tape:
-            category = losses.discriminator_loss(*_pair_logits(
-                self.category_discriminator, y_prior, tf.nn.softmax(logits)))
-            style = losses.discriminator_loss(*_pair_logits(self.style_discriminator, z_prior, z))
+            category, style = self._discriminator_losses(logits, z)
             loss = tf.nn.compute_average_loss(category + style)
         self.discriminator_optimizer.apply(tape.gradient(loss, variables), variables)
         return category, style
@@ -283,6 +280,12 @@ class CategoricalAAE(PhaseOptimizers, ImageModel):
         self.classification_optimizer.apply(tape.gradient(loss, variables), variables)
         return per_example
 
+    def _discriminator_losses(self, logits, z):
+        y_prior, z_prior = self.sample_prior(tf.shape(z)[0])
+        return (losses.discriminator_loss(*_pair_logits(self.category_discriminator, y_prior,
+                                                        tf.nn.softmax(logits))),
+                losses.discriminator_loss(*_pair_logits(self.style_discriminator, z_prior, z)))
+
     def _generator_losses(self, logits, z):
         return (losses.generator_loss(self.category_discriminator(tf.nn.softmax(logits))),
                 losses.generator_loss(self.style_discriminator(z)))
@@ -300,15 +303,10 @@ class CategoricalAAE(PhaseOptimizers, ImageModel):
     def test_step(self, data):
         x = self.images(data)
         logits, z = self.encode_parts(x)
-        y_prior, z_prior = self.sample_prior(tf.shape(x)[0])
-        y = tf.nn.softmax(logits)
-        values = {"reconstruction_loss": self.reconstruction_loss(x, self.decode_logits(y, z)),
-                  "head_cost": self.head_cost(),
-                  "category_discriminator_loss": losses.discriminator_loss(*_pair_logits(
-                      self.category_discriminator, y_prior, y)),
-                  "style_discriminator_loss": losses.discriminator_loss(*_pair_logits(
-                      self.style_discriminator, z_prior, z))}
-        values.update(zip(ADVERSARIAL[2:], self._generator_losses(logits, z)))
+        values = {"reconstruction_loss": self.reconstruction_loss(
+            x, self.decode_logits(tf.nn.softmax(logits), z)), "head_cost": self.head_cost()}
+        values.update(zip(ADVERSARIAL, self._discriminator_losses(logits, z)
+                          + self._generator_losses(logits, z)))
         if self.semi_supervised and isinstance(data, (tuple, list)) and len(data) > 1:
             labels = validation.class_labels(data[1], self.num_categories, allow_unlabeled=False)
             values["classification_loss"] = losses.classification_loss(labels, logits)
@@ -354,9 +352,7 @@ class CategoricalAAE(PhaseOptimizers, ImageModel):
     def _images(self, logits):
         return tf.reshape(tf.sigmoid(logits), tf.concat([[-1], self.image_shape], 0))
 
-    def latent_codes(self, x):
-        """The representation of images for the latent map and the projector (see `embed`)."""
-        return self.embed(x)
+    latent_codes = embed  # the monitoring's latent map and projector show the representation.
 
     def posterior_parameters(self, x):
         """q's outputs for histograms: {"probabilities" `[batch, n]`, "style" `[batch, d]`}."""
