@@ -24,7 +24,7 @@ import pytest
 from scipy.special import logsumexp
 
 import tfaae
-from tfaae import networks
+from tfaae import networks, schedules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,6 +37,17 @@ def small_model(cls=tfaae.VAE, layers=1, **kwargs):
                                                seed=kwargs["seed"])
     model = cls(encoder=encoder, decoder=decoder, **kwargs)
     model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-4))
+    return model
+
+
+def small_aae(posterior="deterministic", latent_dim=2, prior="gaussian", supervised="none", seed=3,
+          hidden=(32,), optimizers=None, **kwargs):
+    """A small AAE (Glorot-initialised 32-unit networks) compiled with Adam."""
+    nets = networks.aae_networks(posterior, latent_dim, hidden_units=hidden, init_std=None,
+                                 seed=seed)
+    model = tfaae.AAE(**nets, posterior=posterior, latent_dim=latent_dim, prior=prior,
+                      supervised=supervised, seed=seed, **kwargs)
+    model.compile(**(optimizers or schedules.aae_adam_optimizers(1e-3)))
     return model
 
 
