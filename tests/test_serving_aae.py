@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import tfaae
-from harness import fit_steps, save_load_roundtrip, small_aae
+from harness import CARD_METRICS, fit_steps, save_load_roundtrip, small_aae
 from test_serving import (OPTIONS, SEED, STATEFUL_OPS, assert_outputs_close, grpc,
                           keras_log_likelihood, outputs)
 from tf_serving import serve_in_fresh_process
@@ -103,3 +103,10 @@ def test_bad_requests_get_clear_errors(exported):
                                ("few_labels", "labels must have one class per row")]:
             kind, code, message = responses[name]
             assert (kind, code) == ("error", "INVALID_ARGUMENT") and fragment in message, message
+
+
+def test_component_error_card_metric_by_hand():
+    """Codes nearest to component 0, 1, 1, 2 for classes 0, 1, 2, 2: one of four is wrong."""
+    check = {"components": [[0.0, 0.0], [4.0, 0.0], [0.0, 4.0]]}
+    codes = np.array([[0.5, 0.1], [3.0, 1.0], [2.9, 0.2], [-0.5, 3.5]], np.float32)
+    assert CARD_METRICS["component_error"]({"code": codes}, np.array([0, 1, 2, 2]), check) == 25.0
