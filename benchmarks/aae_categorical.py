@@ -24,7 +24,6 @@ import time
 
 import aae_common
 import keras
-import numpy as np
 
 from tfaae import data, evaluation, training
 
