@@ -83,7 +83,8 @@ def main():
                 "clusters": args.clusters, "max_train_examples": 5000 if args.quick else None}
     if args.schedule == "adam":
         settings["learning_rate"] = args.learning_rate
-    suffix = f"labels{labels}" if labels is not None else f"clusters{args.clusters or 'default'}"
+    clusters = args.clusters or training.CATEGORICAL_TASKS[args.task]["clusters"]
+    suffix = f"labels{labels}" if labels is not None else f"clusters{clusters}"
     name = args.name or f"aae_{args.task.replace('-', '_')}_{suffix}" + ("_quick" if args.quick else "")
     run_dir = args.run_dir or f"/tmp/tfaae_bench_{name}"
     shutil.rmtree(run_dir, ignore_errors=True)

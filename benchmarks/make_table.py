@@ -178,7 +178,9 @@ def categorical_section():
     lines = ["### Categorical AAE: MNIST test error (%) against training budget", "",
              "Semi-supervised: argmax q(y|x). Clustering: each cluster takes the label of the "
              "training image with the highest q(y|x) (the paper's rule; the majority vote of the "
-             "training images in brackets). Learning curve: test error after each epoch.", "",
+             "training images in brackets). Learning curve: test error after each epoch. Examples/s: "
+             "(unlabeled) training images per second of training time, on the 2-core machine "
+             "shared with other jobs (a noisy lower bound).", "",
              "| task | labels / clusters | paper | ours | budget | examples/s | learning curve "
              "(epoch: error) | command |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
