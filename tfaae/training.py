@@ -451,7 +451,8 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
         run_dir: the run directory (created).
         verbose: Keras verbosity (1: progress bar).
         callbacks: extra Keras callbacks.
-        **settings: any of `COMMON_DEFAULTS`: model ("vae", "iwae" or "aae"), dataset, data_dir,
+        **settings: any of `COMMON_DEFAULTS`: model ("vae", "iwae", "aae", or the categorical
+            AAE's "semi-supervised", "clustering", "dim-reduction"), dataset, data_dir,
             epochs (None: the paper's 3,280 for the VAE/IWAE; required for the AAE), batch_size,
             learning_rate, schedule ("burda"/"constant" for the VAE/IWAE, "makhzani"/"adam" for
             the AAE), binarization, validation_size, seed, precision ("float32"/
@@ -462,7 +463,9 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
             ("gaussian", "mixture", "swiss_roll"), prior_scale, posterior ("deterministic",
             "gaussian", "universal"), supervised ("none", "discriminator", "decoder"), labels
             (how many training labels to keep, class-balanced, for supervised="discriminator"),
-            reconstruction ("squared_error", "bernoulli"), hidden_units for the AAE; and the
+            reconstruction ("squared_error", "bernoulli"), hidden_units for the AAE; labels (N or
+            "all"), clusters, style_dim, head_dim, head_distance, labeled_batch_size,
+            hidden_units, reconstruction for the categorical AAE (`CategoricalRecipe`); and the
             monitoring (`tfaae.monitoring`): eval_every (epochs between NLL/active-unit
             evaluations of the first eval_examples test images with eval_num_samples importance
             samples; None: off; "auto": about 10 times per run; VAE/IWAE only), image_every
