@@ -189,7 +189,9 @@ def categorical_section():
                 f"{e['cluster_error']['highest']:.2f} ({e['cluster_error']['majority']:.2f})")
         what = f"{r['labels']} labels" if r["labels"] is not None else f"{r['clusters']} clusters"
         lines.append(f"| {r['task']} | {what} | {_fmt(r['paper_error'])} | {ours} | {b['epochs']} "
-                     f"epochs, {b['train_seconds'] / 60:.1f} min ({r['settings']['schedule']}, "
+                     f"epochs, {b['train_seconds'] / 60:.1f} min ({r['settings']['schedule']}"
+                     + (f" {r['settings']['learning_rate']:g}" if r['settings']['learning_rate'] else "")
+                     + ", "
                      f"{r['settings']['hidden_units']} units) | {r['examples_per_second']:.0f} | "
                      f"{_curve(r['curve'])} | {_command(r)} |")
     figures = [r["figure"] for r in results if r.get("figure")]
