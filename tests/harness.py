@@ -330,3 +330,60 @@ def poll(fetch, ready, timeout=90, interval=0.5):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting; last answer: {str(result)[:2000]}")
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------------------
+# tf.distribute: the same training on one device and on several logical CPU devices.
+
+_DEVICES_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * {devices})
+import keras
+sys.path.insert(0, "tests")
+import tfaae
+from harness import small_model
+
+def build():
+    model = {build}
+    return model
+
+rng = np.random.default_rng(0)
+x = (rng.random(({examples}, 28, 28, 1)) > 0.5).astype("float32")
+y = rng.integers(-1, 10, {examples}).astype("int32")
+runs = {{}}
+for name, strategy in (("one", tf.distribute.get_strategy()),
+                       ("many", tf.distribute.MirroredStrategy(
+                           [f"/cpu:{{i}}" for i in range({devices})]))):
+    with strategy.scope():
+        model = build()
+    history = model.fit(x, y if {labels} else None, batch_size={batch_size}, epochs={epochs},
+                        shuffle=False, verbose=0)
+    names = getattr(model, "optimizer_names", ("optimizer",))
+    runs[name] = {{"weights": [w.tolist() for w in model.get_weights()],
+                  "history": history.history, "replicas": strategy.num_replicas_in_sync,
+                  "iterations": [int(np.asarray(getattr(model, n).iterations.value)) for n in names],
+                  "seed_state": np.asarray(model.seed_generator.state.value).tolist()}}
+print(json.dumps(runs))
+"""
+
+
+def one_device_and_mirrored(build, examples=71, batch_size=32, epochs=1, devices=2, labels=False):
+    """Trains the model that the Python expression `build` makes (in a fresh process: logical
+    devices must be set before TensorFlow starts) once on the default device and once under
+    `tf.distribute.MirroredStrategy` over `devices` logical CPU devices, on the same data.
+
+    Returns:
+        {"one": run, "many": run}, each run holding "weights" (lists), "history", "replicas",
+        "iterations" (per optimizer) and "seed_state".
+    """
+    return run_python(_DEVICES_SCRIPT.format(build=build, examples=examples, batch_size=batch_size,
+                                             epochs=epochs, devices=devices, labels=labels))
+
+
+def max_weight_difference(a, b):
+    """The largest absolute difference between two lists of weights (lists or arrays)."""
+    assert len(a) == len(b)
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)), initial=0.0)) for x, y in zip(a, b))
