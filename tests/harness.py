@@ -162,8 +162,7 @@ def run_python(code, env=None, timeout=600):
 def run_cli(*args, timeout=900):
     """Runs the `tfaae` command; returns the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "tfaae.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=timeout,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                          text=True, cwd=ROOT, timeout=timeout, env=cli_env())
 
 
 def assert_clear_error(fn, error_type, *fragments):
@@ -387,3 +386,51 @@ def max_weight_difference(a, b):
     """The largest absolute difference between two lists of weights (lists or arrays)."""
     assert len(a) == len(b)
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)), initial=0.0)) for x, y in zip(a, b))
+
+
+# --------------------------------------------------------------------------------------------------
+# Crashes: a `tfaae` command killed with SIGKILL at a chosen moment.
+
+def cli_env():
+    """The environment of `tfaae` subprocesses: this checkout's package first on the path."""
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
+
+
+def kill_cli_when(args, ready, timeout=300, delay=0.0):
+    """Starts `tfaae *args`, waits until `ready()` is true (polled), waits `delay` seconds more
+    and kills the process with SIGKILL (no clean-up of any kind runs).
+
+    Returns:
+        The killed process's stderr.
+
+    Raises:
+        AssertionError: if the process ends by itself, or `ready()` stays false for `timeout` s.
+    """
+    import signal
+    import tempfile
+    stderr = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the run.
+    proc = subprocess.Popen([sys.executable, "-m", "tfaae.cli", *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=stderr, text=True, env=cli_env())
+
+    def output():
+        stderr.seek(0)
+        return stderr.read()[-4000:]
+
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"the command ended before it was killed ({proc.returncode}):\n"
+                                     + output())
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not ready after {timeout} s")
+            time.sleep(0.05)
+        time.sleep(delay)
+        assert proc.poll() is None, "the command ended before it was killed"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return output()

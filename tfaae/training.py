@@ -6,7 +6,8 @@ A run directory holds:
 * `logs/`: TensorBoard logs (`tensorboard --logdir RUN/logs`): `train/` and `validation/`
   (`keras.callbacks.TensorBoard`), `test/` (figures, histograms, evaluation and projector of
   `tfaae.monitoring`) and the hparams summary;
-* `backup/`: `keras.callbacks.BackupAndRestore` state while training (resume by re-running);
+* `backup/`: `tfaae.callbacks.AtomicBackupAndRestore` state while training (resume by re-running
+  the same command, even after `kill -9`: it goes on from the last epoch backed up);
 * `checkpoints/last.keras`: the last good epoch, written atomically;
 * `history.json`: every epoch's metrics (the learning curve), kept across resumptions;
 * `model.keras`: the final model; `result.json`: status, epochs, final metrics, time;
@@ -275,9 +276,13 @@ def _check_config(settings):
     return config
 
 
-def load_training_data(config, max_eval_examples=None):
+def load_training_data(config, max_eval_examples=None, epochs=1, first_epoch=0):
     """Returns the datasets of a run's settings: "train", "validation", "test", and "x_train"
     (the training images in [0, 1]) and "source" (where the data came from).
+
+    "train" holds the batches of epochs `first_epoch` to `epochs - 1`, each epoch's order and
+    binarization a function of the seed and the epoch (`tfaae.data.make_epochs`), so that a
+    resumed run trains on the batches of the uninterrupted one.
 
     For a model that trains with labels (its recipe's `training_labels`), the datasets hold
     (images, labels) pairs: the training labels as the recipe keeps them (-1: unlabeled), the
@@ -300,9 +305,9 @@ def load_training_data(config, max_eval_examples=None):
             None if labels is None else targets[:max_eval_examples], batch_size=100,
             binarization=fixed, seed=seed)
 
-    train = tfaae_data.make_dataset(x_train, labels, batch_size=config["batch_size"],
-                                    binarization=config["binarization"], shuffle=True,
-                                    seed=config["seed"])
+    train = tfaae_data.make_epochs(x_train, labels, batch_size=config["batch_size"],
+                                   binarization=config["binarization"], seed=config["seed"],
+                                   epochs=epochs, first_epoch=first_epoch)
     return {"train": train, "validation": evaluation_set(x_val, y_val, config["seed"] + 2),
             "test": evaluation_set(*arrays["test"], config["seed"] + 3), "x_train": x_train,
             "y_test": arrays["test"][1], "source": arrays["source"]}
@@ -367,9 +372,11 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
         if os.path.exists(os.path.join(run_dir, "result.json")):
             raise ValueError(f"{run_dir} holds a completed run; use a new run directory.")
     keras.utils.set_random_seed(config["seed"])
-    data = load_training_data(config)
-    steps_per_epoch = math.ceil(len(data["x_train"]) / config["batch_size"])
     epochs = config["epochs"] or sum(schedules.burda_epochs())
+    backup_dir = os.path.join(run_dir, "backup")
+    first_epoch = min(tfaae_callbacks.AtomicBackupAndRestore.saved_epoch(backup_dir), epochs)
+    data = load_training_data(config, epochs=epochs, first_epoch=first_epoch)
+    steps_per_epoch = math.ceil(len(data["x_train"]) / config["batch_size"])
     for key, times in AUTO_TIMES.items():
         if config[key] == "auto":
             config[key] = math.ceil(epochs / times)
@@ -382,8 +389,8 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
     io.write_json(config_path, {**config, "data_source": data["source"],
                                 "tfaae_version": tfaae.__version__})
     nan_guard = tfaae_callbacks.StopOnNonFinite()
+    history_file = tfaae_callbacks.HistoryFile(os.path.join(run_dir, "history.json"))
     all_callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
         nan_guard,
         tfaae_callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints", "last.keras")),
     ]
@@ -395,14 +402,19 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
         eval_every=config["eval_every"], eval_num_samples=config["eval_num_samples"],
         projector=config["projector"], seed=config["seed"],
         hparams={k: v for k, v in config.items() if k not in ("data_dir", "download")}),
-        tfaae_callbacks.HistoryFile(os.path.join(run_dir, "history.json")), *callbacks]
+        history_file,
+        # Last: an epoch is backed up once every callback has seen it (and drawn its noise).
+        tfaae_callbacks.AtomicBackupAndRestore(backup_dir), *callbacks]
     start = time.perf_counter()
     history = model.fit(data["train"], validation_data=data["validation"], epochs=epochs,
-                        callbacks=all_callbacks, verbose=verbose, shuffle=False)
-    result = {"status": "completed", "epochs": len(history.epoch),
-              "train_seconds": round(time.perf_counter() - start, 2),
-              "final": {k: float(v[-1]) for k, v in history.history.items() if v},
-              "steps_per_epoch": steps_per_epoch}
+                        steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, verbose=verbose,
+                        shuffle=False)
+    final = {k: float(v[-1]) for k, v in history.history.items() if v}
+    if not final and history_file.records:  # resumed after the last epoch: nothing left to run.
+        final = {k: v for k, v in history_file.records[-1].items() if k != "epoch"}
+    result = {"status": "completed", "epochs": first_epoch + len(history.epoch),
+              "train_seconds": round(time.perf_counter() - start, 2), "final": final,
+              "steps_per_epoch": steps_per_epoch, "resumed_from_epoch": first_epoch}
     if nan_guard.stopped_at:
         result.update(status="stopped_non_finite", stopped_at=nan_guard.stopped_at,
                       last_good_checkpoint=os.path.join(run_dir, "checkpoints", "last.keras"))
