@@ -434,3 +434,59 @@ def kill_cli_when(args, ready, timeout=300, delay=0.0):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     return output()
+
+
+def free_ports(count):
+    """`count` TCP ports on 127.0.0.1 that were free a moment ago."""
+    import socket
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def run_cli_workers(args, num_workers=2, timeout=420):
+    """Runs `tfaae *args` as the `num_workers` workers of a multi-worker cluster on 127.0.0.1
+    (`TF_CONFIG`, free ports, CPU only), and waits for all of them.
+
+    Returns:
+        A list of (returncode, stdout, stderr), worker 0 (the chief) first.
+
+    Raises:
+        AssertionError: after `timeout` seconds (the workers are killed first), with their stderr.
+    """
+    import signal
+    import tempfile
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(num_workers)]}
+    procs, outputs = [], []
+    try:
+        for index in range(num_workers):
+            out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+            env = {**cli_env(), "CUDA_VISIBLE_DEVICES": "",
+                   "TF_CONFIG": json.dumps({"cluster": cluster,
+                                            "task": {"type": "worker", "index": index}})}
+            procs.append(subprocess.Popen([sys.executable, "-m", "tfaae.cli", *map(str, args)],
+                                          cwd=ROOT, stdout=out, stderr=err, text=True, env=env,
+                                          start_new_session=True))
+            outputs.append((out, err))
+        deadline = time.monotonic() + timeout
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        hung = [p for p in procs if p.poll() is None]
+        for p in hung:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    results = []
+    for proc, (out, err) in zip(procs, outputs):
+        out.seek(0)
+        err.seek(0)
+        results.append((proc.returncode, out.read(), err.read()))
+    if hung:
+        raise AssertionError(f"the workers did not finish in {timeout} s:\n" + "\n".join(
+            f"worker {i} stderr:\n{r[2][-3000:]}" for i, r in enumerate(results)))
+    return results

@@ -169,6 +169,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     Args:
         backup_dir: the backup directory (removed when training completes).
+        save_dir: where this process writes its backups, if not `backup_dir`: the non-chief
+            workers of a multi-worker run restore the chief's backup but write their own (which
+            `tf.distribute` may need for its collective reads) to a directory of their own.
 
     Example:
         >>> backup = AtomicBackupAndRestore("runs/x/backup")
@@ -177,8 +180,13 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     METADATA = "training_metadata.json"
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, save_dir=None):
         super().__init__(os.fspath(backup_dir), save_freq="epoch")
+        self.save_dir = os.fspath(save_dir or backup_dir)
+
+    def on_train_end(self, logs=None):
+        import shutil
+        shutil.rmtree(self.save_dir, ignore_errors=True)
 
     @classmethod
     def saved_epoch(cls, backup_dir):
@@ -224,10 +232,10 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         name = f"epoch-{self._current_epoch}.weights.h5"
-        with io.atomic_path(os.path.join(self.backup_dir, name)) as tmp:
+        with io.atomic_path(os.path.join(self.save_dir, name)) as tmp:
             self.model.save_weights(tmp)
-        io.write_json(os.path.join(self.backup_dir, self.METADATA),
+        io.write_json(os.path.join(self.save_dir, self.METADATA),
                       {"epoch": self._current_epoch, "batch": 0, "weights": name})
-        for old in os.listdir(self.backup_dir):
+        for old in os.listdir(self.save_dir):
             if old.endswith(".weights.h5") and old != name and not old.startswith("."):
-                os.remove(os.path.join(self.backup_dir, old))
+                os.remove(os.path.join(self.save_dir, old))

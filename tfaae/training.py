@@ -22,6 +22,7 @@ and feed it, and how to evaluate it; `train` and `evaluate_run` are the same for
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -31,7 +32,7 @@ import tfaae  # registers the models' Keras classes for load_model.
 from tfaae import callbacks as tfaae_callbacks
 from tfaae import losses, networks, priors
 from tfaae import data as tfaae_data
-from tfaae import evaluation, io, monitoring, schedules, serving, validation
+from tfaae import distribute, evaluation, io, monitoring, schedules, serving, validation
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -42,7 +43,7 @@ COMMON_DEFAULTS = {
     "seed": 0, "precision": "float32", "jit_compile": False, "steps_per_execution": 20,
     "init_from": None, "max_train_examples": None, "download": True,
     "eval_every": None, "eval_examples": 1000, "eval_num_samples": 1000,
-    "image_every": None, "projector": False,
+    "image_every": None, "projector": False, "strategy": "default", "collective_timeout": None,
 }
 MONITORING = ("eval_every", "eval_examples", "eval_num_samples", "image_every", "projector")
 AUTO_TIMES = {"eval_every": 10, "image_every": 20}  # "auto": about this many times per run.
@@ -261,6 +262,12 @@ def _check_config(settings):
     for key in ("epochs", "max_train_examples", "eval_every", "image_every"):
         if config[key] is not None and config[key] != "auto":
             validation.check_positive_int(key, config[key])
+    validation.check_choice("strategy", config["strategy"], distribute.STRATEGIES)
+    if config["collective_timeout"] is not None:
+        validation.check_positive_int("collective_timeout", config["collective_timeout"])
+        if config["strategy"] != "multi-worker":
+            raise ValueError("collective_timeout applies to strategy='multi-worker'; got strategy="
+                             f"{config['strategy']!r}.")
     if not isinstance(config["projector"], bool):
         raise TypeError(f"projector must be True or False; got {config['projector']!r}.")
     if config["eval_every"] not in (None, "auto") and not recipe.periodic_evaluation:
@@ -322,7 +329,8 @@ def evaluation_subset(data, num_examples):
 
 def _same_settings(saved, config):
     keys = (set(saved) | set(config)) - {"epochs", "download", "data_dir", "data_source",
-                                         "tfaae_version", *MONITORING}
+                                         "tfaae_version", "strategy", "collective_timeout",
+                                         *MONITORING}
     return {k: (saved.get(k), config.get(k)) for k in keys if saved.get(k) != config.get(k)}
 
 
@@ -350,7 +358,12 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
             samples; None: off; "auto": about 10 times per run; VAE/IWAE only), image_every
             (epochs between TensorBoard figures and posterior histograms; None: off; "auto":
             about 20 times per run), projector (codes of the eval_examples test images for
-            TensorBoard's projector).
+            TensorBoard's projector); and the distribution (`tfaae.distribute`): strategy
+            ("default", "mirrored": `MirroredStrategy` over this machine's devices, or
+            "multi-worker": `MultiWorkerMirroredStrategy` configured by `TF_CONFIG`, trained by
+            `tfaae.distribute.fit` without validation or TensorBoard monitoring, the chief
+            writing the run directory) and collective_timeout (multi-worker: seconds a worker
+            waits for the others before failing).
 
     Returns:
         dict: the `result.json` content (status "completed" or "stopped_non_finite").
@@ -371,6 +384,9 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
                              "directory.")
         if os.path.exists(os.path.join(run_dir, "result.json")):
             raise ValueError(f"{run_dir} holds a completed run; use a new run directory.")
+    # First: a multi-worker strategy must be set up before TensorFlow runs anything.
+    strategy = distribute.get_strategy(config["strategy"], config["collective_timeout"])
+    chief, multi_worker = distribute.is_chief(strategy), config["strategy"] == "multi-worker"
     keras.utils.set_random_seed(config["seed"])
     epochs = config["epochs"] or sum(schedules.burda_epochs())
     backup_dir = os.path.join(run_dir, "backup")
@@ -380,35 +396,49 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
     for key, times in AUTO_TIMES.items():
         if config[key] == "auto":
             config[key] = math.ceil(epochs / times)
-    model = recipe.build(config)
-    recipe.prepare(model, data["x_train"])
-    if config["init_from"]:
-        model.set_weights(load_run_model(config["init_from"]).get_weights())
-    model.compile(**recipe.optimizers(config, steps_per_epoch, epochs),
-                  jit_compile=config["jit_compile"], steps_per_execution=config["steps_per_execution"])
-    io.write_json(config_path, {**config, "data_source": data["source"],
-                                "tfaae_version": tfaae.__version__})
+    with strategy.scope():  # variables and optimizer slots are the strategy's.
+        model = recipe.build(config)
+        recipe.prepare(model, data["x_train"])
+        if config["init_from"]:
+            model.set_weights(load_run_model(config["init_from"]).get_weights())
+        model.compile(**recipe.optimizers(config, steps_per_epoch, epochs),
+                      jit_compile=config["jit_compile"],
+                      steps_per_execution=config["steps_per_execution"])
+        model.build_optimizers()
+    if chief:
+        io.write_json(config_path, {**config, "data_source": data["source"],
+                                    "tfaae_version": tfaae.__version__})
+    # Non-chief workers restore the chief's backup but write to a directory of their own.
+    own_dir = run_dir if chief else os.path.join(run_dir, f".worker-{os.getpid()}")
     nan_guard = tfaae_callbacks.StopOnNonFinite()
-    history_file = tfaae_callbacks.HistoryFile(os.path.join(run_dir, "history.json"))
+    history_file = tfaae_callbacks.HistoryFile(os.path.join(own_dir, "history.json"))
     all_callbacks = [
         nan_guard,
-        tfaae_callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints", "last.keras")),
+        tfaae_callbacks.AtomicCheckpoint(os.path.join(own_dir, "checkpoints", "last.keras")),
     ]
     logdir = os.path.join(run_dir, "logs")
-    # After TensorBoard (the evaluation's scalars go to the "test" run, not "train"), before
-    # HistoryFile (which records the NLL and active units the evaluation adds to the logs).
-    all_callbacks += [keras.callbacks.TensorBoard(logdir), *monitoring.monitoring_callbacks(
-        logdir, *evaluation_subset(data, config["eval_examples"]), image_every=config["image_every"],
-        eval_every=config["eval_every"], eval_num_samples=config["eval_num_samples"],
-        projector=config["projector"], seed=config["seed"],
-        hparams={k: v for k, v in config.items() if k not in ("data_dir", "download")}),
+    if not multi_worker:
+        # After TensorBoard (the evaluation's scalars go to the "test" run, not "train"), before
+        # HistoryFile (which records the NLL and active units the evaluation adds to the logs).
+        all_callbacks += [keras.callbacks.TensorBoard(logdir), *monitoring.monitoring_callbacks(
+            logdir, *evaluation_subset(data, config["eval_examples"]),
+            image_every=config["image_every"], eval_every=config["eval_every"],
+            eval_num_samples=config["eval_num_samples"], projector=config["projector"],
+            seed=config["seed"],
+            hparams={k: v for k, v in config.items() if k not in ("data_dir", "download")})]
+    all_callbacks += [
         history_file,
         # Last: an epoch is backed up once every callback has seen it (and drawn its noise).
-        tfaae_callbacks.AtomicBackupAndRestore(backup_dir), *callbacks]
+        tfaae_callbacks.AtomicBackupAndRestore(backup_dir, os.path.join(own_dir, "backup")),
+        *callbacks]
     start = time.perf_counter()
-    history = model.fit(data["train"], validation_data=data["validation"], epochs=epochs,
-                        steps_per_epoch=steps_per_epoch, callbacks=all_callbacks, verbose=verbose,
-                        shuffle=False)
+    if multi_worker:  # Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras#20585).
+        history = distribute.fit(model, data["train"], epochs, steps_per_epoch, all_callbacks,
+                                 initial_epoch=first_epoch, verbose=verbose)
+    else:
+        history = model.fit(data["train"], validation_data=data["validation"], epochs=epochs,
+                            steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
+                            verbose=verbose, shuffle=False)
     final = {k: float(v[-1]) for k, v in history.history.items() if v}
     if not final and history_file.records:  # resumed after the last epoch: nothing left to run.
         final = {k: v for k, v in history_file.records[-1].items() if k != "epoch"}
@@ -416,11 +446,17 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
               "train_seconds": round(time.perf_counter() - start, 2), "final": final,
               "steps_per_epoch": steps_per_epoch, "resumed_from_epoch": first_epoch}
     if nan_guard.stopped_at:
+        checkpoint = os.path.join(run_dir, "checkpoints", "last.keras")
         result.update(status="stopped_non_finite", stopped_at=nan_guard.stopped_at,
-                      last_good_checkpoint=os.path.join(run_dir, "checkpoints", "last.keras"))
-    else:
+                      last_good_checkpoint=checkpoint if os.path.exists(checkpoint) else None)
+    elif chief:
         io.save_model(model, os.path.join(run_dir, "model.keras"))
-    io.write_json(os.path.join(run_dir, "result.json"), result)
+    if chief:
+        io.write_json(os.path.join(run_dir, "result.json"), result)
+    else:
+        if not nan_guard.stopped_at:  # as the chief does, in case saving reads across workers.
+            io.save_model(model, os.path.join(own_dir, "model.keras"))
+        shutil.rmtree(own_dir, ignore_errors=True)
     return result
 
 
