@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from harness import assert_weights_equal, kill_cli_when, run_cli
+from harness import (assert_weights_equal, kill_cli_when, max_weight_difference, run_cli,
+                     small_model)
 from tfaae import callbacks, training
 
 EPOCHS, STEPS = 3, 200
@@ -35,6 +36,7 @@ def test_kill_9_mid_epoch_then_the_same_command_resumes(tmp_path, mnist_dir, mod
     assert _backed_up_epochs(crashed) == 1
     assert not os.path.exists(os.path.join(crashed, "result.json"))
     assert [h["epoch"] for h in json.load(open(os.path.join(crashed, "history.json")))] == [1]
+    keras.models.load_model(os.path.join(crashed, "checkpoints", "last.keras"))  # whole, loadable.
 
     proc = run_cli(*_train_command(model, crashed, mnist_dir, *extra))
     assert proc.returncode == 0, proc.stderr
@@ -53,3 +55,86 @@ def test_kill_9_mid_epoch_then_the_same_command_resumes(tmp_path, mnist_dir, mod
     assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
     for got, want in zip(history, expected):
         assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_a_diverging_run_stops_with_a_clear_message(tmp_path, mnist_dir):
+    run = tmp_path / "nan"
+    proc = run_cli("train", "vae", "--schedule", "constant", "--learning-rate", "1e38", "--epochs", 2,
+                   "--max-train-examples", 100, "--validation-size", 100, "--no-eval", "--no-images",
+                   "--no-projector", "--quiet", "--data-dir", mnist_dir, "--logdir", run)
+    assert proc.returncode == 1, proc.stderr
+    assert "tfaae: training stopped: non-finite" in proc.stderr
+    assert "no epoch ended with finite metrics, so there is no checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    result = json.loads((run / "result.json").read_text())
+    assert result["status"] == "stopped_non_finite" and result["last_good_checkpoint"] is None
+    assert result["stopped_at"]["epoch"] == 1 and not (run / "model.keras").exists()
+
+
+def test_a_nan_epoch_is_never_backed_up(tmp_path):
+    model = small_model()
+    model.build_optimizers()
+    backup = callbacks.AtomicBackupAndRestore(tmp_path / "backup")
+    backup.set_model(model)
+    backup.on_epoch_end(0, {"loss": 1.0})
+    good = [np.array(w) for w in model.weights]
+    model.decoder[-1].logits.kernel.assign(np.full(model.decoder[-1].logits.kernel.shape, np.nan))
+    backup.on_epoch_end(1, {"loss": float("nan")})
+    assert callbacks.AtomicBackupAndRestore.saved_epoch(tmp_path / "backup") == 1
+    restored = small_model()
+    backup = callbacks.AtomicBackupAndRestore(tmp_path / "backup")
+    backup.set_model(restored)
+    backup.on_train_begin()
+    for want, got in zip(good, restored.weights):
+        np.testing.assert_array_equal(want, np.array(got))
+
+
+REPRO = dict(model="iwae", num_samples=3, epochs=1, max_train_examples=100, batch_size=20,
+             validation_size=100, eval_every=None, image_every=None, projector=False,
+             steps_per_execution=5)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_same_seed_same_command_same_metrics(tmp_path, mnist_dir, jit_compile):
+    runs = [training.train(str(tmp_path / f"run{i}"), verbose=0, data_dir=mnist_dir,
+                           jit_compile=jit_compile, **REPRO) for i in range(2)]
+    a, b = (training.load_run_model(str(tmp_path / f"run{i}")) for i in range(2))
+    difference = max_weight_difference(a.get_weights(), b.get_weights())
+    print(f"jit_compile={jit_compile}: max abs weight difference between two runs {difference:.3g}")
+    if not jit_compile:  # the same kernels in the same order: bit for bit.
+        assert runs[0]["final"] == runs[1]["final"] and difference == 0.0
+        other = training.train(str(tmp_path / "other"), verbose=0, data_dir=mnist_dir, seed=1,
+                               **REPRO)
+        assert other["final"]["bound"] != runs[0]["final"]["bound"]
+    else:  # the stated tolerance under XLA, which may fuse float32 sums differently.
+        assert runs[0]["final"] == pytest.approx(runs[1]["final"], rel=1e-5)
+        assert difference <= 1e-5
+
+
+_WRITER = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("tfaae_io", sys.argv[1])
+io = importlib.util.module_from_spec(spec); spec.loader.exec_module(io)
+i = 0
+while True:
+    i += 1
+    io.write_json(sys.argv[2], {"version": i, "payload": [i] * 200_000})
+"""
+
+
+def test_kill_9_while_writing_leaves_the_old_or_the_new_file(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    target = tmp_path / "state.json"
+    io_path = os.path.join(os.path.dirname(training.__file__), "io.py")
+    for delay in (0.3, 0.55, 0.8, 1.1):
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, io_path, str(target)])
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if target.exists():
+            state = json.loads(target.read_text())  # whole: parses, and is one version entirely.
+            assert state["payload"] == [state["version"]] * 200_000
+    assert target.exists()
