@@ -483,7 +483,7 @@ class AAE(ImageModel):
             lambda z, classes: np.asarray(self.decode(z, classes)), styles, self.num_classes)}
 
     def call(self, inputs, training=False):
-        return self.reconstruct(inputs)
+        return self.reconstruct(self.images(inputs, "inputs"))  # checked: no silent NaN out.
 
     def get_config(self):
         prior = self.prior_spec

@@ -301,7 +301,7 @@ class VAE(ImageModel):
                 for name, value in zip(("mean", "std"), pair)}
 
     def call(self, inputs, training=False):
-        return self.reconstruct(inputs)
+        return self.reconstruct(self.images(inputs, "inputs"))  # checked: no silent NaN out.
 
     def initialize_output_bias(self, images):
         """Sets the decoder's output bias to logit(mean training pixel), as Burda et al. do.
