@@ -6,6 +6,7 @@
     tfaae evaluate runs/x --num-samples 5000
     tfaae export runs/x saved_models/<name>/<version>
     tfaae report runs/x
+    tfaae train iwae --strategy mirrored|multi-worker ... (multi-worker: TF_CONFIG on each worker)
 
 Flags a model does not take are refused with a message naming the model they belong to; flags
 left out take the model's defaults (`tfaae.training.RECIPES`).
