@@ -1,7 +1,7 @@
 """Serving benchmark: load time, latency and throughput of every signature of an exported model.
 
-Exports the paper's presets (VAE with one stochastic layer, IWAE with two; latency does not depend
-on training) or takes SavedModels given with --saved-model, loads each with `tf.saved_model.load`
+Exports the papers' presets (VAE with one stochastic layer, IWAE with two, the AAE with a 2-D code
+on the 10-Gaussian mixture; latency does not depend on training) or takes SavedModels given with --saved-model, loads each with `tf.saved_model.load`
 (as a Python server would; TF Serving's C++ runtime runs the same graphs), and times every
 signature at each batch size (for `sample`, num_samples plays the batch). Prints a table and saves
 JSON (machine, command, settings, rows) to benchmarks/results/serving_latency.json.
@@ -35,7 +35,13 @@ sys.path.insert(0, ROOT)  # the checkout's tfaae, also without `pip install -e .
 import tfaae  # noqa: E402
 from tfaae import io, serving  # noqa: E402
 
-PRESETS = {"vae-1-layer": (tfaae.VAE, 1), "iwae-2-layers": (tfaae.IWAE, 2)}
+PRESETS = {  # name: (untrained model with the paper's architecture, its description)
+    "vae-1-layer": (lambda: tfaae.VAE(num_layers=1, seed=0), "untrained VAE(num_layers=1)"),
+    "iwae-2-layers": (lambda: tfaae.IWAE(num_layers=2, seed=0), "untrained IWAE(num_layers=2)"),
+    "aae-mixture-2d": (lambda: tfaae.AAE(latent_dim=2, prior="mixture", supervised="discriminator",
+                                         seed=0),
+                       "untrained AAE(latent_dim=2, prior='mixture', supervised='discriminator')"),
+}
 
 
 def machine_info():
@@ -111,7 +117,8 @@ def benchmark(name, path, batch_sizes, min_seconds, min_repeats):
                   f"  p90 {row['latency_ms_p90']:9.2f} ms  {row['throughput_per_s']:10.1f}/s"
                   f"  (first call {row['first_call_ms']:.0f} ms, {len(times)} calls)", flush=True)
     return {"model": name, "path": path, "load_seconds": round(load_seconds, 3),
-            "log_likelihood_samples": metadata["options"]["log_likelihood_samples"],
+            "log_likelihood_samples": (metadata["options"]["log_likelihood_samples"]
+                                       if "log_likelihood" in metadata["signatures"] else None),
             "saved_model_mb": round(_size(path) / 2**20, 2)}, rows
 
 
@@ -140,10 +147,10 @@ def main(argv=None):
                    for p in args.saved_model]
         if not targets:
             options = serving.ExportOptions(log_likelihood_samples=args.log_likelihood_samples)
-            for name, (cls, layers) in PRESETS.items():
+            for name, (build, source) in PRESETS.items():
                 path = os.path.join(tmp, name, "1")
-                tfaae.export(cls(num_layers=layers, seed=0), path, options, warmup=False)
-                targets.append((name, path, f"untrained {cls.__name__}(num_layers={layers})"))
+                tfaae.export(build(), path, options, warmup=False)
+                targets.append((name, path, source))
         for name, path, source in targets:
             load, model_rows = benchmark(name, path, args.batch_sizes, args.min_seconds,
                                          args.min_repeats)

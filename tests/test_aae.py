@@ -9,20 +9,11 @@ import tensorflow_probability as tfp
 import tfaae
 from harness import (assert_clear_error, assert_weights_equal, changed_since, fit_steps,
                      interrupt_and_resume, run_python, save_load_roundtrip, snapshot)
+from harness import small_aae as small
 from tfaae import callbacks, losses, networks, schedules
 
 tfd = tfp.distributions
 METRICS = {"reconstruction_loss", "discriminator_loss", "discriminator_accuracy", "generator_loss"}
-
-
-def small(posterior="deterministic", latent_dim=2, prior="gaussian", supervised="none", seed=3,
-          hidden=(32,), optimizers=None, **kwargs):
-    """A small AAE (Glorot-initialised 32-unit networks) compiled with Adam."""
-    nets = networks.aae_networks(posterior, latent_dim, hidden_units=hidden, init_std=None, seed=seed)
-    model = tfaae.AAE(**nets, posterior=posterior, latent_dim=latent_dim, prior=prior,
-                      supervised=supervised, seed=seed, **kwargs)
-    model.compile(**(optimizers or schedules.aae_adam_optimizers(1e-3)))
-    return model
 
 
 @pytest.fixture(scope="module")

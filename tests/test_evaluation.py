@@ -1,7 +1,6 @@
 """Evaluation against independent computations: exact log p(x) by quadrature, active units by NumPy."""
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 import tfaae

@@ -147,7 +147,7 @@ def test_report_writes_figures_and_a_markdown_summary_beside_the_papers_numbers(
     markdown = open(os.path.join(report, "README.md"), encoding="utf-8").read()
     result = json.load(open(os.path.join(run, "result.json")))
     assert f"| {evaluation['nll']:.2f} ± {evaluation['nll_stderr']:.2f} | 85.54 |" in markdown
-    assert f"k = 20, 50 test images (eval.json)" in markdown
+    assert "k = 20, 50 test images (eval.json)" in markdown
     assert f"| {history[-1][f'nll_k{K}']:.2f} |" in markdown
     assert f"| final val_bound (result.json) | {result['final']['val_bound']:.4g} |" in markdown
     assert "| IWAE | 1 | 5 | 85.54 **(this run)** |" in markdown

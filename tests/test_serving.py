@@ -176,9 +176,9 @@ def test_fresh_process_loads_without_tfaae_and_replays_warmup(served):
     assert served["version"] == 1
     assert served["warmup_count"] == len(SIGNATURES)  # one request per signature, all served.
     assert set(served["op_types"]) == SIGNATURES | {"serving_default"}
-    for name, types in served["op_types"].items():
-        assert not STATEFUL_OPS & set(types), name
-        assert {"EnsureShape", "ReadVariableOp"} <= set(types), name
+    for name, op_types in served["op_types"].items():
+        assert not STATEFUL_OPS & set(op_types), name
+        assert {"EnsureShape", "ReadVariableOp"} <= set(op_types), name
     assert "StatelessRandomNormalV2" in served["op_types"]["sample"]
     assert "StatelessRandomNormalV2" in served["op_types"]["log_likelihood"]
 

@@ -22,6 +22,10 @@ The VAE and IWAE serve (all float32 unless stated; `batch` is any size, 0 includ
   `probabilities`, `logits` `[num_samples, *image_shape]`, `z [num_samples, d_L]`;
 * `log_likelihood`: `images` -> `log_likelihood [batch]`, L_k in nats, k fixed at export.
 
+The AAE serves `encode` (`code`; with `mean`, `std` for a Gaussian posterior), `decode` and
+`reconstruct` (with a `labels` int32 `[batch]` input for supervised="decoder"), `sample` (z ~ p(z)
+from `seed`) and, for a Gaussian posterior only, `log_likelihood`.
+
 `encode` is `serving_default`: it is what most callers of an autoencoder want (the code), every
 tfaae model has it with the same input, and it is one cheap, deterministic encoder pass, so a
 request without `signature_name` (health checks included) never pays for k importance samples.
@@ -55,7 +59,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfaae import __version__, evaluation, io, validation
-from tfaae.models import VAE
+from tfaae.models import AAE, VAE
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 METADATA_FILE = os.path.join("assets.extra", "tfaae_export.json")
@@ -97,25 +101,33 @@ class Signature:
         outputs: `outputs(model, options, **inputs)` -> dict of output name -> tensor.
         example: `example(model, options)` -> dict of input name -> NumPy array: a valid request,
             used for the warmup file.
+        available: `available(model)` -> whether this model can serve it (e.g. `log_likelihood`
+            needs an encoder with a density).
     """
 
     name: str
     inputs: object
     outputs: object
     example: object
+    available: object = None
 
 
 SIGNATURES = {}
 SERVED = {}
 
 
-def signature(name, inputs, example):
+def signature(name, inputs, example, key=None, available=None):
     """Decorator that declares the signature `name` with the decorated function as its outputs.
 
     Args:
-        name: the signature key.
+        name: the signature key in the SavedModel (`signature_name` in requests).
         inputs: `inputs(model)` -> dict of name -> `tf.TensorSpec`.
         example: `example(model, options)` -> dict of name -> NumPy array, a valid request.
+        key: the declaration's key in this registry (default: `name`); model families that serve
+            a signature of the same name differently declare it under their own key, e.g.
+            `key="aae.encode"` for the AAE's `encode`.
+        available: `available(model)` -> bool, for a signature that some configurations of a
+            model class cannot serve (default: all can).
 
     Raises:
         ValueError: if a signature of that name is already declared.
@@ -126,11 +138,12 @@ def signature(name, inputs, example):
         ... def embed(model, options, images):
         ...     return {"code": model.encode(checked_images(model, images))[-1][0]}
     """
-    if name in SIGNATURES:
-        raise ValueError(f"A serving signature named {name!r} is already declared.")
+    key = name if key is None else key
+    if key in SIGNATURES:
+        raise ValueError(f"A serving signature with key {key!r} is already declared.")
 
     def register(outputs):
-        SIGNATURES[name] = Signature(name, inputs, outputs, example)
+        SIGNATURES[key] = Signature(name, inputs, outputs, example, available)
         return outputs
 
     return register
@@ -141,7 +154,7 @@ def serve(model_class, names, default):
 
     Args:
         model_class: a `keras.Model` subclass.
-        names: signature names declared with `signature`.
+        names: the registry keys of signatures declared with `signature`.
         default: the one of `names` that is also `serving_default`.
 
     Raises:
@@ -165,7 +178,9 @@ def served_signatures(model):
     for cls in type(model).__mro__:
         if cls in SERVED:
             names, default = SERVED[cls]
-            return [SIGNATURES[n] for n in names], default
+            signatures = [SIGNATURES[n] for n in names]
+            return ([s for s in signatures if s.available is None or s.available(model)],
+                    SIGNATURES[default].name)
     raise TypeError(f"No serving signatures are declared for {type(model).__name__}; declare them "
                     "with tfaae.serving.signature and tfaae.serving.serve.")
 
@@ -203,7 +218,17 @@ def _bernoulli(logits):
 
 
 def _code_spec(model):
-    return tf.TensorSpec([None, model.latent_dims[-1]], tf.float32, name="z")
+    """`[batch, d]` codes: the VAE's top layer `latent_dims[-1]`, the AAE's `latent_dim`."""
+    dim = model.latent_dim if isinstance(model, AAE) else model.latent_dims[-1]
+    return tf.TensorSpec([None, dim], tf.float32, name="z")
+
+
+def _sample_request(options, num_samples, seed):
+    """`sample`'s inputs, checked in the graph: one error at a time, num_samples first."""
+    num_samples = validation.assert_in_range(tf.ensure_shape(num_samples, []), 1,
+                                             options.max_samples, "num_samples")
+    with tf.control_dependencies([num_samples]):
+        return num_samples, tf.ensure_shape(seed, [2])
 
 
 def _image_request(model, options):
@@ -245,16 +270,14 @@ def reconstruct(model, options, images):
                                            "seed": np.zeros([2], np.int64)})
 def sample(model, options, num_samples, seed):
     """Ancestral samples drawn statelessly from `seed` (`VAE.generate`)."""
-    num_samples = validation.assert_in_range(tf.ensure_shape(num_samples, []), 1,
-                                             options.max_samples, "num_samples")
-    with tf.control_dependencies([num_samples]):  # one error at a time, num_samples first.
-        seed = tf.ensure_shape(seed, [2])
-    z, logits = model.generate(num_samples, seed=seed)
+    z, logits = model.generate(*_sample_request(options, num_samples, seed))
     return {**_bernoulli(logits), "z": tf.cast(z, tf.float32)}
 
 
 @signature("log_likelihood", inputs=lambda model: {"images": image_spec(model)},
-           example=_image_request)
+           example=_image_request,
+           # Models whose q(z|x) has no density (a deterministic or universal AAE) lack it.
+           available=lambda model: getattr(model, "posterior", "gaussian") == "gaussian")
 def log_likelihood(model, options, images):
     """L_k, the importance-sampled log p(x) in nats (an anomaly score: low is unusual)."""
     k = options.log_likelihood_samples
@@ -266,6 +289,94 @@ def log_likelihood(model, options, images):
 
 
 serve(VAE, ("encode", "decode", "reconstruct", "sample", "log_likelihood"), default="encode")
+
+
+# --------------------------------------------------------------------------------------------------
+# The signatures of the AAE: the same names, over codes z ~ q(z|x) and the prior p(z). A model with
+# supervised="decoder" takes the class of each image or code as an extra `labels` input.
+
+def _labels_spec():
+    return tf.TensorSpec([None], tf.int32, name="labels")
+
+
+def _decoder_labels(model):
+    """`{"labels": spec}` for a decoder that takes classes, else `{}`."""
+    return {"labels": _labels_spec()} if model.supervised == "decoder" else {}
+
+
+def _checked_labels(model, labels, batch):
+    """Labels `[batch]` in [0, num_classes), checked in the graph; None when the decoder has none."""
+    if labels is None:
+        return None
+    labels = validation.assert_in_range(tf.ensure_shape(labels, [None]), 0, model.num_classes - 1,
+                                        "labels")
+    same = tf.debugging.assert_equal(tf.shape(labels)[0], batch,
+                                     message=validation.TAG + "labels must have one class per row")
+    with tf.control_dependencies([same]):
+        return tf.identity(labels)
+
+
+def _aae_code(model, x):
+    """The code served for flat images: q's mean (Gaussian posterior), else z with noise seed 0."""
+    if model.posterior == "gaussian":
+        mean, log_std = model.encoder(x)
+        return {"code": mean, "mean": mean, "std": tf.exp(log_std)}
+    return {"code": model.codes(x, tf.constant([0, 0], tf.int64))}
+
+
+def _image_bernoulli(model, logits):
+    """`probabilities`, `logits` of flat logits `[batch, D]`, image-shaped like the VAE's."""
+    return _bernoulli(tf.reshape(logits, tf.concat([tf.shape(logits)[:1], model.image_shape], 0)))
+
+
+def _with_labels(model, request, batch=1):
+    if model.supervised == "decoder":
+        request["labels"] = np.zeros([batch], np.int32)
+    return request
+
+
+@signature("encode", key="aae.encode", inputs=lambda model: {"images": image_spec(model)},
+           example=_image_request)
+def aae_encode(model, options, images):
+    """The code of each image: `code` (q's mean, or z drawn with a fixed noise seed), and `mean`,
+    `std` for a Gaussian posterior."""
+    return _float32(_aae_code(model, checked_images(model, images)))
+
+
+@signature("decode", key="aae.decode",
+           inputs=lambda model: {"z": _code_spec(model), **_decoder_labels(model)},
+           example=lambda model, options: _with_labels(
+               model, {"z": zeros_like_spec(_code_spec(model))}))
+def aae_decode(model, options, z, labels=None):
+    """p(x|z) (and the class, for supervised="decoder"): `probabilities`, `logits`."""
+    z = validation.assert_finite(tf.ensure_shape(z, _code_spec(model).shape), "z")
+    return _image_bernoulli(
+        model, model.decode_logits(z, _checked_labels(model, labels, tf.shape(z)[0])))
+
+
+@signature("reconstruct", key="aae.reconstruct",
+           inputs=lambda model: {"images": image_spec(model), **_decoder_labels(model)},
+           example=lambda model, options: _with_labels(model, _image_request(model, options)))
+def aae_reconstruct(model, options, images, labels=None):
+    """decode(encode(x).code): `probabilities`, `logits`."""
+    x = checked_images(model, images)
+    code = _aae_code(model, x)["code"]
+    return _image_bernoulli(
+        model, model.decode_logits(code, _checked_labels(model, labels, tf.shape(x)[0])))
+
+
+@signature("sample", key="aae.sample", inputs=SIGNATURES["sample"].inputs,
+           example=SIGNATURES["sample"].example)
+def aae_sample(model, options, num_samples, seed):
+    """z ~ p(z) drawn statelessly from `seed`, decoded: `probabilities`, `logits`, `z` (and the
+    random `labels` given to a supervised="decoder" decoder)."""
+    z, logits, labels = model.generate(*_sample_request(options, num_samples, seed))
+    outputs = {**_image_bernoulli(model, logits), "z": tf.cast(z, tf.float32)}
+    return outputs if labels is None else {**outputs, "labels": labels}
+
+
+serve(AAE, ("aae.encode", "aae.decode", "aae.reconstruct", "aae.sample", "log_likelihood"),
+      default="aae.encode")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,8 +401,8 @@ def build_archive(model, options=None):
     """A `keras.export.ExportArchive` with one endpoint per signature `model` serves.
 
     Returns:
-        (archive, endpoints, default): the archive, a dict of signature name -> its traced
-        `tf.function`, and the name of the default signature.
+        (archive, endpoints, default, signatures): the archive, a dict of signature name -> its
+        traced `tf.function`, the name of the default signature, and the `Signature`s served.
     """
     options = options or ExportOptions()
     signatures, default = served_signatures(model)
@@ -303,7 +414,7 @@ def build_archive(model, options=None):
         specs = sig.inputs(model)
         endpoints[sig.name] = archive.add_endpoint(sig.name, _endpoint(sig, model, options, specs),
                                                    input_signature=list(specs.values()))
-    return archive, endpoints, default
+    return archive, endpoints, default, signatures
 
 
 def _endpoint(sig, model, options, specs):
@@ -313,8 +424,9 @@ def _endpoint(sig, model, options, specs):
     return endpoint
 
 
-def describe(endpoints):
+def describe(endpoints, signatures):
     """Each signature's inputs and outputs (dtype and shape, None for any size) and summary."""
+    summaries = {sig.name: sig.outputs.__doc__.strip().splitlines()[0] for sig in signatures}
     def spec(s):
         return {"dtype": s.dtype.name, "shape": s.shape.as_list()}
 
@@ -323,7 +435,7 @@ def describe(endpoints):
         outputs = function.get_concrete_function().structured_outputs
         described[name] = {"inputs": {s.name: spec(s) for s in function.input_signature},
                            "outputs": {key: spec(outputs[key]) for key in sorted(outputs)},
-                           "summary": SIGNATURES[name].outputs.__doc__.strip().splitlines()[0]}
+                           "summary": summaries[name]}
     return described
 
 
@@ -389,13 +501,12 @@ def export(model, path, options=None, warmup=True, overwrite=False):
     if os.path.exists(path) and not overwrite:
         raise ValueError(f"{path} exists; TF Serving does not reload a version it has loaded: "
                          f"export to a new version number, or pass overwrite=True.")
-    archive, endpoints, default = build_archive(model, options)
+    archive, endpoints, default, signatures = build_archive(model, options)
     model_name = os.path.basename(os.path.dirname(os.path.normpath(path)))
-    signatures = [SIGNATURES[name] for name in endpoints]
     logs = warmup_requests(model, signatures, model_name, options) if warmup else []
     metadata = {
         "model": type(model).__name__, "config": model.get_config(), "serving_default": default,
-        "signatures": describe(endpoints),
+        "signatures": describe(endpoints, signatures),
         "options": dataclasses.asdict(options), "tfaae_version": __version__,
         "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
     }

@@ -410,28 +410,49 @@ class AAE(ImageModel):
         """decode(encode(x)): reconstructions in [0, 1], image-shaped."""
         return self.decode(self.encode(x, seed), labels)
 
-    def sample(self, num_samples, seed=None, labels=None):
-        """Generated images: z ~ p(z), then the decoder's Bernoulli means.
+    def generate(self, num_samples, seed=None, labels=None):
+        """Generation's pieces: codes z ~ p(z), the decoder's logits and the classes used.
 
         Args:
-            num_samples: number of images.
-            seed: integer seed; None uses (and advances) the model's seed generator.
-            labels: optional `[num_samples]` class ids: for "discriminator" they pick the prior's
-                components, for "decoder" the decoder's class (default: uniformly random classes).
+            num_samples: number of images, an int or an int32 scalar tensor.
+            seed: an int or a `[2]` integer tensor (stateless: the same seed gives the same
+                samples in any process), or a `keras.random.SeedGenerator`; None uses (and
+                advances) the model's generator.
+            labels: optional int `[num_samples]` class ids: for "discriminator" they pick the
+                prior's components (-1: the whole prior), for "decoder" the decoder's class
+                (default: uniformly random classes).
+
+        Returns:
+            (z, logits, labels): codes `[num_samples, latent_dim]`, logits `[num_samples, D]` and
+            the decoder's int32 classes `[num_samples]` (None unless supervised="decoder").
+        """
+        seed = self.seed_generator if seed is None else seed
+        if labels is None and self.supervised == "decoder":
+            labels = tf.random.stateless_uniform([num_samples], random.draw_seed(random.fold_in(seed, 1)),
+                                                 0, self.num_classes, tf.int32, alg="philox")
+        z = priors.sample(self.prior, num_samples, random.fold_in(seed, 0),
+                          labels if self.supervised == "discriminator" else None)
+        labels = labels if self.supervised == "decoder" else None
+        return z, self.decode_logits(z, labels), labels
+
+    def sample(self, num_samples, seed=None, labels=None):
+        """Generated images: z ~ p(z), then the decoder's Bernoulli means (see `generate`).
 
         Returns:
             `[num_samples, *image_shape]` values in [0, 1].
+
+        Example:
+            >>> images = AAE(prior="mixture", latent_dim=2, seed=0).sample(4, seed=7)
         """
         num_samples = validation.check_positive_int("num_samples", num_samples)
-        gen = self.seed_generator if seed is None else keras.random.SeedGenerator(seed)
         if labels is not None:
             labels = validation.class_labels(labels, self.num_classes, allow_unlabeled=True)
-        elif self.supervised == "decoder":
-            labels = tf.random.stateless_uniform([num_samples], random.draw_seed(gen), 0,
-                                                 self.num_classes, tf.int32, alg="philox")
-        z = priors.sample(self.prior, num_samples, gen,
-                          labels if self.supervised == "discriminator" else None)
-        return self.decode(z, labels if self.supervised == "decoder" else None)
+            if labels.shape[0] != num_samples:
+                raise ValueError(f"Got num_samples={num_samples} but {labels.shape[0]} labels.")
+            if self.supervised == "decoder":
+                labels = self._check_labels(labels, num_samples)
+        _, logits, _ = self.generate(num_samples, seed, labels)
+        return tf.reshape(tf.sigmoid(logits), [num_samples, *self.image_shape])
 
     def style_grid(self, num_styles=10, seed=None):
         """The paper's figure 6 (supervised="decoder"): row i one style z_i ~ p(z), column c class c.
