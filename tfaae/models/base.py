@@ -3,6 +3,7 @@
 import math
 
 import keras
+import tensorflow as tf
 
 from tfaae import validation
 from tfaae.networks import as_float32  # noqa: F401  (re-exported for the models)
