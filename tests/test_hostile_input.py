@@ -171,10 +171,12 @@ def test_sample_signature_range(served, num_samples, seed):
     assert out["probabilities"].shape[0] == num_samples
 
 
-def test_settings_of_the_library_are_checked_before_anything_is_written(tmp_path):
+def test_settings_of_the_library_are_checked_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
     for settings_, error in [({"strategy": "tpu"}, ValueError), ({"collective_timeout": 10}, ValueError),
                              ({"strategy": "multi-worker", "collective_timeout": 0}, ValueError),
-                             ({"seed": -1}, ValueError), ({"batch_size": 2.5}, TypeError)]:
+                             ({"seed": -1}, ValueError), ({"batch_size": 2.5}, TypeError),
+                             ({"strategy": "multi-worker"}, ValueError)]:  # no TF_CONFIG.
         with pytest.raises(error) as info:
             training.train(str(tmp_path / "run"), **settings_)
         _assert_clear(info.value)

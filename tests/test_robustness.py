@@ -103,9 +103,6 @@ def test_same_seed_same_command_same_metrics(tmp_path, mnist_dir, jit_compile):
     print(f"jit_compile={jit_compile}: max abs weight difference between two runs {difference:.3g}")
     if not jit_compile:  # the same kernels in the same order: bit for bit.
         assert runs[0]["final"] == runs[1]["final"] and difference == 0.0
-        other = training.train(str(tmp_path / "other"), verbose=0, data_dir=mnist_dir, seed=1,
-                               **REPRO)
-        assert other["final"]["bound"] != runs[0]["final"]["bound"]
     else:  # the stated tolerance under XLA, which may fuse float32 sums differently.
         assert runs[0]["final"] == pytest.approx(runs[1]["final"], rel=1e-5)
         assert difference <= 1e-5
