@@ -230,10 +230,14 @@ def model_card_check(model_dir):
 
 
 def card_images(mnist, check):
-    """The check's images (binarized, [N, 28, 28, 1]) and labels from the MNIST test split."""
+    """The check's images ([N, 28, 28, 1], binarized once with `binarization_seed`, grey levels
+    when it is null) and labels from the MNIST test split."""
     from tfaae import data
     images, labels = (a[:check["images"]] for a in mnist["test"])
-    return data.binarize_fixed(data.to_unit_interval(images), seed=check["binarization_seed"]), labels
+    images = data.to_unit_interval(images)
+    if check.get("binarization_seed") is None:
+        return images, labels
+    return data.binarize_fixed(images, seed=check["binarization_seed"]), labels
 
 
 def measure_model_card(model_dir, mnist, check=None, batch_size=100):
