@@ -164,7 +164,7 @@ def run_python(code, env=None, timeout=600):
     """Runs `code` in a fresh Python process; returns its stdout parsed as JSON (last line)."""
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, cwd=ROOT, timeout=timeout,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+                          env={**cli_env(), **(env or {})})
     if proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -173,8 +173,7 @@ def run_python(code, env=None, timeout=600):
 def run_cli(*args, timeout=900):
     """Runs the `tfaae` command; returns the CompletedProcess."""
     return subprocess.run([sys.executable, "-m", "tfaae.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=timeout,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                          text=True, cwd=ROOT, timeout=timeout, env=cli_env())
 
 
 def assert_clear_error(fn, error_type, *fragments):
@@ -364,3 +363,164 @@ def poll(fetch, ready, timeout=90, interval=0.5):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting; last answer: {str(result)[:2000]}")
         time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------------------
+# tf.distribute: the same training on one device and on several logical CPU devices.
+
+_DEVICES_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * {devices})
+import keras
+sys.path.insert(0, "tests")
+import tfaae
+from harness import small_model
+
+def build():
+    model = {build}
+    return model
+
+rng = np.random.default_rng(0)
+x = (rng.random(({examples}, 28, 28, 1)) > 0.5).astype("float32")
+y = rng.integers(-1, 10, {examples}).astype("int32")
+runs = {{}}
+for name, strategy in (("one", tf.distribute.get_strategy()),
+                       ("many", tf.distribute.MirroredStrategy(
+                           [f"/cpu:{{i}}" for i in range({devices})]))):
+    with strategy.scope():
+        model = build()
+    history = model.fit(x, y if {labels} else None, batch_size={batch_size}, epochs={epochs},
+                        shuffle=False, verbose=0)
+    names = getattr(model, "optimizer_names", ("optimizer",))
+    runs[name] = {{"weights": [w.tolist() for w in model.get_weights()],
+                  "history": history.history, "replicas": strategy.num_replicas_in_sync,
+                  "iterations": [int(np.asarray(getattr(model, n).iterations.value)) for n in names],
+                  "seed_state": np.asarray(model.seed_generator.state.value).tolist()}}
+print(json.dumps(runs))
+"""
+
+
+def one_device_and_mirrored(build, examples=71, batch_size=32, epochs=1, devices=2, labels=False):
+    """Trains the model that the Python expression `build` makes (in a fresh process: logical
+    devices must be set before TensorFlow starts) once on the default device and once under
+    `tf.distribute.MirroredStrategy` over `devices` logical CPU devices, on the same data.
+
+    Returns:
+        {"one": run, "many": run}, each run holding "weights" (lists), "history", "replicas",
+        "iterations" (per optimizer) and "seed_state".
+    """
+    return run_python(_DEVICES_SCRIPT.format(build=build, examples=examples, batch_size=batch_size,
+                                             epochs=epochs, devices=devices, labels=labels))
+
+
+def max_weight_difference(a, b):
+    """The largest absolute difference between two lists of weights (lists or arrays)."""
+    assert len(a) == len(b)
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)), initial=0.0)) for x, y in zip(a, b))
+
+
+# --------------------------------------------------------------------------------------------------
+# Crashes: a `tfaae` command killed with SIGKILL at a chosen moment.
+
+def cli_env():
+    """The environment of `tfaae` subprocesses: this checkout's package first on the path."""
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path}
+
+
+def kill_cli_when(args, ready, timeout=300, delay=0.0):
+    """Starts `tfaae *args`, waits until `ready()` is true (polled), waits `delay` seconds more
+    and kills the process with SIGKILL (no clean-up of any kind runs).
+
+    Returns:
+        The killed process's stderr.
+
+    Raises:
+        AssertionError: if the process ends by itself, or `ready()` stays false for `timeout` s.
+    """
+    import signal
+    import tempfile
+    stderr = tempfile.TemporaryFile("w+")  # a file, not a pipe: a full pipe would block the run.
+    proc = subprocess.Popen([sys.executable, "-m", "tfaae.cli", *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=stderr, text=True, env=cli_env())
+
+    def output():
+        stderr.seek(0)
+        return stderr.read()[-4000:]
+
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None:
+                raise AssertionError(f"the command ended before it was killed ({proc.returncode}):\n"
+                                     + output())
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not ready after {timeout} s")
+            time.sleep(0.05)
+        time.sleep(delay)
+        assert proc.poll() is None, "the command ended before it was killed"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return output()
+
+
+def free_ports(count):
+    """`count` TCP ports on 127.0.0.1 that were free a moment ago."""
+    import socket
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def run_cli_workers(args, num_workers=2, timeout=420):
+    """Runs `tfaae *args` as the `num_workers` workers of a multi-worker cluster on 127.0.0.1
+    (`TF_CONFIG`, free ports, CPU only), and waits for all of them.
+
+    Returns:
+        A list of (returncode, stdout, stderr), worker 0 (the chief) first.
+
+    Raises:
+        AssertionError: after `timeout` seconds (the workers are killed first), with their stderr.
+    """
+    import signal
+    import tempfile
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(num_workers)]}
+    procs, outputs = [], []
+    try:
+        for index in range(num_workers):
+            out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+            env = {**cli_env(), "CUDA_VISIBLE_DEVICES": "",
+                   "TF_CONFIG": json.dumps({"cluster": cluster,
+                                            "task": {"type": "worker", "index": index}})}
+            procs.append(subprocess.Popen([sys.executable, "-m", "tfaae.cli", *map(str, args)],
+                                          cwd=ROOT, stdout=out, stderr=err, text=True, env=env,
+                                          start_new_session=True))
+            outputs.append((out, err))
+        deadline = time.monotonic() + timeout
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        hung = [p for p in procs if p.poll() is None]
+        for p in hung:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    results = []
+    for proc, (out, err) in zip(procs, outputs):
+        out.seek(0)
+        err.seek(0)
+        results.append((proc.returncode, out.read(), err.read()))
+    if hung:
+        raise AssertionError(f"the workers did not finish in {timeout} s:\n" + "\n".join(
+            f"worker {i} stderr:\n{r[2][-3000:]}" for i, r in enumerate(results)))
+    return results

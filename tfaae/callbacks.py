@@ -151,3 +151,91 @@ class HistoryFile(keras.callbacks.Callback):
                 continue
         self.records = [r for r in self.records if r["epoch"] < epoch + 1] + [record]
         io.write_json(self.path, self.records)
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` whose backup survives a kill at any moment.
+
+    Keras writes the backup's weights and its epoch counter in place, one after the other, so a
+    process killed while writing (`kill -9`, a preempted machine) leaves a torn weights file, or
+    the weights of one epoch with the counter of another. Here each epoch's weights go to their own
+    file, written beside it and renamed; then the counter, which names that file, is replaced
+    atomically; only then are older weights removed. A crash at any point leaves a consistent
+    backup: the previous one or the new one.
+
+    Before restoring, every optimizer of the model is built (`ImageModel.build_optimizers`: the
+    AAE has three), so that all their states come back (keras#19389). Epochs with a non-finite
+    metric are not backed up, so a resumed run never starts from NaN weights.
+
+    Args:
+        backup_dir: the backup directory (removed when training completes).
+        save_dir: where this process writes its backups, if not `backup_dir`: the non-chief
+            workers of a multi-worker run restore the chief's backup but write their own (which
+            `tf.distribute` may need for its collective reads) to a directory of their own.
+
+    Example:
+        >>> backup = AtomicBackupAndRestore("runs/x/backup")
+        >>> model.fit(x, epochs=10, callbacks=[backup])   # run again after a crash: it resumes.
+    """
+
+    METADATA = "training_metadata.json"
+
+    def __init__(self, backup_dir, save_dir=None):
+        super().__init__(os.fspath(backup_dir), save_freq="epoch")
+        self.save_dir = os.fspath(save_dir or backup_dir)
+
+    def on_train_end(self, logs=None):
+        import shutil
+        shutil.rmtree(self.save_dir, ignore_errors=True)
+
+    @classmethod
+    def saved_epoch(cls, backup_dir):
+        """The number of epochs a backup in `backup_dir` holds (0 without a backup)."""
+        metadata = cls._metadata(backup_dir)
+        return 0 if metadata is None else int(metadata["epoch"])
+
+    @classmethod
+    def _metadata(cls, backup_dir):
+        import json
+        path = os.path.join(backup_dir, cls.METADATA)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            metadata = json.load(f)
+        if "weights" not in metadata:  # a backup of keras.callbacks.BackupAndRestore itself.
+            metadata["weights"] = "latest.weights.h5"
+        return metadata
+
+    def on_train_begin(self, logs=None):
+        self._load_model()
+
+    def _load_model(self):
+        if os.path.isdir(self.backup_dir):  # temporary files of a write that a crash cut short.
+            for name in os.listdir(self.backup_dir):
+                if name.startswith(".") and ".tmp-" in name:
+                    os.remove(os.path.join(self.backup_dir, name))
+        metadata = self._metadata(self.backup_dir)
+        if metadata is None:
+            return
+        build = getattr(self.model, "build_optimizers", None)
+        if build is not None:
+            build()
+        elif self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
+        self.model._initial_epoch = int(metadata["epoch"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        if non_finite(logs):
+            return
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        name = f"epoch-{self._current_epoch}.weights.h5"
+        with io.atomic_path(os.path.join(self.save_dir, name)) as tmp:
+            self.model.save_weights(tmp)
+        io.write_json(os.path.join(self.save_dir, self.METADATA),
+                      {"epoch": self._current_epoch, "batch": 0, "weights": name})
+        for old in os.listdir(self.save_dir):
+            if old.endswith(".weights.h5") and old != name and not old.startswith("."):
+                os.remove(os.path.join(self.save_dir, old))

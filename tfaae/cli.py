@@ -9,6 +9,7 @@
     tfaae evaluate runs/x --num-samples 5000
     tfaae export runs/x saved_models/<name>/<version>
     tfaae report runs/x
+    tfaae train iwae --strategy mirrored|multi-worker ... (multi-worker: TF_CONFIG on each worker)
 
 Flags a model does not take are refused with a message naming the model they belong to; flags
 left out take the model's defaults (`tfaae.training.RECIPES`).
@@ -112,6 +113,12 @@ def build_parser():
                        help="no figures or histograms")
     train.add_argument("--no-projector", dest="projector", action="store_false", default=True,
                        help="do not write test codes for TensorBoard's embedding projector")
+    train.add_argument("--strategy", choices=["default", "mirrored", "multi-worker"],
+                       help="tf.distribute strategy: default (one device), mirrored (this "
+                            "machine's devices) or multi-worker (several machines, configured by "
+                            "TF_CONFIG; see the README)")
+    train.add_argument("--collective-timeout", type=_positive_int,
+                       help="multi-worker: seconds a worker waits for the others before failing")
     train.add_argument("--quiet", action="store_true", default=False, help="no progress bar")
     vae = train.add_argument_group("vae and iwae")
     vae.add_argument("--num-samples", type=_positive_int,
@@ -203,9 +210,12 @@ def main(argv=None):
             print(json.dumps(result, indent=2))
             if result["status"] != "completed":
                 stop = result["stopped_at"]
+                kept = (f"the last good checkpoint is {result['last_good_checkpoint']}"
+                        if result["last_good_checkpoint"] else
+                        "no epoch ended with finite metrics, so there is no checkpoint")
                 print(f"tfaae: training stopped: non-finite {', '.join(stop['metrics'])} at epoch "
-                      f"{stop['epoch']}, batch {stop['batch']}; the last good checkpoint is "
-                      f"{result['last_good_checkpoint']}", file=sys.stderr)
+                      f"{stop['epoch']}, batch {stop['batch']}; {kept} (try a lower learning rate)",
+                      file=sys.stderr)
                 return 1
         elif args.command == "export":
             options = {k: v for k, v in vars(args).items()

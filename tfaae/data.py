@@ -314,6 +314,71 @@ def make_dataset(images, labels=None, batch_size=100, binarization="dynamic", sh
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def make_epochs(images, labels=None, batch_size=100, binarization="dynamic", seed=0, epochs=1,
+                first_epoch=0):
+    """The training batches of epochs `first_epoch` to `epochs - 1`, one epoch after the other.
+
+    Unlike `make_dataset(shuffle=True)`, whose order and binarization depend on how often the
+    dataset was read before, each epoch here is a function of `(seed, epoch)` alone: a run resumed
+    at epoch e (`BackupAndRestore`) sees exactly the batches the uninterrupted run saw from epoch
+    e on. Pass `steps_per_epoch=math.ceil(len(images) / batch_size)` to `fit`.
+
+    Args:
+        images: float32 array [N, H, W, C] in [0, 1].
+        labels: optional int array [N]; when given, elements are (images, labels).
+        batch_size: batch size.
+        binarization: "dynamic" (a fresh Bernoulli sample every epoch), "fixed" or "none".
+        seed: seed of the shuffles and binarizations.
+        epochs: the number of epochs of the whole run.
+        first_epoch: the first epoch to produce (counted from 0).
+
+    Returns:
+        A `tf.data.Dataset` of `(epochs - first_epoch) * ceil(N / batch_size)` batches.
+
+    Raises:
+        ValueError: for an unknown binarization, a non-positive batch size or bad epochs.
+
+    Example:
+        >>> x = np.zeros((10, 28, 28, 1), np.float32)
+        >>> len(list(make_epochs(x, batch_size=4, epochs=3, first_epoch=1)))
+        6
+    """
+    if binarization not in BINARIZATIONS:
+        raise ValueError(f"binarization must be one of {BINARIZATIONS}; got {binarization!r}.")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    if not (isinstance(epochs, (int, np.integer)) and isinstance(first_epoch, (int, np.integer))
+            and 0 <= first_epoch <= epochs):
+        raise ValueError(f"epochs and first_epoch must be integers with 0 <= first_epoch <= epochs; "
+                         f"got epochs={epochs!r}, first_epoch={first_epoch!r}.")
+    if binarization == "fixed":
+        images = binarize_fixed(images, seed)
+    tensors = tf.nest.map_structure(
+        tf.constant, images if labels is None else (images, np.asarray(labels, np.int32)))
+    size = len(images)
+
+    def epoch_batches(epoch):
+        # The epoch's order: a stateless permutation of the examples, from (seed, epoch) alone.
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(size, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        ds = tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
+            lambda rows: tf.nest.map_structure(lambda t: tf.gather(t, rows), tensors))
+        if binarization != "dynamic":
+            return ds
+
+        def sample(step, element):
+            x = element[0] if isinstance(element, tuple) else element
+            pair = tf.stack([tf.constant(seed + 1, tf.int64), epoch * 1_000_003 + step])
+            binary = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=pair, dtype=x.dtype) < x,
+                             x.dtype)
+            return (binary,) + tuple(element[1:]) if isinstance(element, tuple) else binary
+
+        return ds.enumerate().map(sample)
+
+    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
 def load_datasets(name="mnist", data_dir=None, batch_size=100, validation_size=400,
                   binarization="dynamic", seed=0, with_labels=False, tfds_data_dir=None,
                   download=True, eval_batch_size=None):
@@ -381,7 +446,8 @@ def check_labeled_set(labels, num_classes=10):
 
 
 def semi_supervised_dataset(images, labeled_images, labels, num_classes=10, batch_size=100,
-                            labeled_batch_size=None, binarization="none", seed=0):
+                            labeled_batch_size=None, binarization="none", seed=0, epochs=None,
+                            first_epoch=0):
     """Zips an unlabeled stream with a repeated labeled set, for `CategoricalAAE.fit`.
 
     An epoch is one pass over `images` (shuffled each pass); each of its batches comes with a
@@ -399,6 +465,9 @@ def semi_supervised_dataset(images, labeled_images, labels, num_classes=10, batc
         labeled_batch_size: labeled images per batch (default: `batch_size`, at most L).
         binarization: "dynamic", "fixed" or "none" (both streams).
         seed: seed of the shuffles and binarizations.
+        epochs, first_epoch: None for one pass over `images` (reshuffled each time it is read);
+            else the unlabeled stream holds epochs `first_epoch` to `epochs - 1` of
+            `make_epochs` (what `tfaae train` resumes with; the labeled stream starts afresh).
 
     Returns:
         A `tf.data.Dataset` of dicts {"images", "labeled_images", "labels"}.
@@ -414,7 +483,9 @@ def semi_supervised_dataset(images, labeled_images, labels, num_classes=10, batc
     if len(labeled_images) != len(labels):
         raise ValueError(f"Got {len(labeled_images)} labeled images but {len(labels)} labels.")
     labeled_batch_size = min(labeled_batch_size or batch_size, len(labels))
-    unlabeled = make_dataset(images, None, batch_size, binarization, shuffle=True, seed=seed)
+    unlabeled = (make_dataset(images, None, batch_size, binarization, shuffle=True, seed=seed)
+                 if epochs is None else make_epochs(images, None, batch_size, binarization, seed,
+                                                    epochs, first_epoch))
     labeled = make_dataset(labeled_images, labels, labeled_batch_size, binarization, shuffle=True,
                            seed=seed + 7, drop_remainder=True).repeat()
     return tf.data.Dataset.zip(unlabeled, labeled).map(

@@ -30,7 +30,8 @@ def atomic_path(path, directory=False):
     if directory:
         tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
     else:
-        suffix = "".join(os.path.splitext(base)[1:])
+        # The whole extension ("x.weights.h5" -> ".weights.h5"): Keras checks it.
+        suffix = "." + base.lstrip(".").split(".", 1)[1] if "." in base.lstrip(".") else ""
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", suffix=suffix, dir=parent)
         os.close(fd)
         os.unlink(tmp)

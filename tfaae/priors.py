@@ -206,13 +206,16 @@ def sample(prior, num_samples, seed, labels=None):
             `tfd.MixtureSameFamily` prior, one for label -1 ("unlabeled") from the whole prior.
 
     Returns:
-        float32 `[n, latent_dim]` samples.
+        float32 `[n, latent_dim]` samples. In a `tf.distribute` replica context, n is the
+        replica's share of the global batch and its rows are those of the global batch's draw.
     """
     # TFP samples statelessly from int32 seeds; the seed still comes from `seed` alone.
     seeds = tfp.random.split_seed(tf.cast(random.draw_seed(seed), tf.int32), n=2)
-    z = prior.sample(num_samples, seed=seeds[0])
+    # Under tf.distribute, this replica's rows of the global batch's draws (`random.replica_rows`).
+    z = random.replica_rows(lambda n: prior.sample(n, seed=seeds[0]), num_samples)
     if labels is None:
         return z
-    per_component = prior.components_distribution.sample(num_samples, seed=seeds[1])  # [n, K, d]
+    per_component = random.replica_rows(  # [n, K, d]
+        lambda n: prior.components_distribution.sample(n, seed=seeds[1]), num_samples)
     chosen = tf.gather(per_component, tf.maximum(labels, 0), axis=1, batch_dims=1)
     return tf.where(labels[:, None] >= 0, chosen, z)

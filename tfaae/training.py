@@ -6,7 +6,8 @@ A run directory holds:
 * `logs/`: TensorBoard logs (`tensorboard --logdir RUN/logs`): `train/` and `validation/`
   (`keras.callbacks.TensorBoard`), `test/` (figures, histograms, evaluation and projector of
   `tfaae.monitoring`) and the hparams summary;
-* `backup/`: `keras.callbacks.BackupAndRestore` state while training (resume by re-running);
+* `backup/`: `tfaae.callbacks.AtomicBackupAndRestore` state while training (resume by re-running
+  the same command, even after `kill -9`: it goes on from the last epoch backed up);
 * `checkpoints/last.keras`: the last good epoch, written atomically;
 * `history.json`: every epoch's metrics (the learning curve), kept across resumptions;
 * `model.keras`: the final model; `result.json`: status, epochs, final metrics, time;
@@ -21,6 +22,7 @@ and feed it, and how to evaluate it; `train` and `evaluate_run` are the same for
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -30,7 +32,7 @@ import tfaae  # registers the models' Keras classes for load_model.
 from tfaae import callbacks as tfaae_callbacks
 from tfaae import losses, networks, priors
 from tfaae import data as tfaae_data
-from tfaae import evaluation, io, monitoring, schedules, serving, validation
+from tfaae import distribute, evaluation, io, monitoring, schedules, serving, validation
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -41,7 +43,7 @@ COMMON_DEFAULTS = {
     "seed": 0, "precision": "float32", "jit_compile": False, "steps_per_execution": 20,
     "init_from": None, "max_train_examples": None, "download": True,
     "eval_every": None, "eval_examples": 1000, "eval_num_samples": 1000,
-    "image_every": None, "projector": False,
+    "image_every": None, "projector": False, "strategy": "default", "collective_timeout": None,
 }
 MONITORING = ("eval_every", "eval_examples", "eval_num_samples", "image_every", "projector")
 AUTO_TIMES = {"eval_every": 10, "image_every": 20}  # "auto": about this many times per run.
@@ -69,11 +71,12 @@ class Recipe:
     def build(self, config):
         raise NotImplementedError
 
-    def training_dataset(self, config, x_train, labels):
-        """The training `tf.data.Dataset` of images in [0, 1] (with the recipe's labels)."""
-        return tfaae_data.make_dataset(x_train, labels, batch_size=config["batch_size"],
-                                       binarization=config["binarization"], shuffle=True,
-                                       seed=config["seed"])
+    def training_dataset(self, config, x_train, labels, epochs=1, first_epoch=0):
+        """The training batches of epochs `first_epoch` to `epochs - 1` of images in [0, 1] (with
+        the recipe's labels): `tfaae.data.make_epochs`."""
+        return tfaae_data.make_epochs(x_train, labels, batch_size=config["batch_size"],
+                                      binarization=config["binarization"], seed=config["seed"],
+                                      epochs=epochs, first_epoch=first_epoch)
 
     def prepare(self, model, x_train):
         """Data-dependent initialisation before training."""
@@ -305,16 +308,16 @@ class CategoricalRecipe(Recipe):
             hidden_units=(config["hidden_units"],) * 2, seed=config["seed"],
             dtype=config["precision"])
 
-    def training_dataset(self, config, x_train, labels):
+    def training_dataset(self, config, x_train, labels, epochs=1, first_epoch=0):
         if not self.semi_supervised(config):
-            return super().training_dataset(config, x_train, None)
+            return super().training_dataset(config, x_train, None, epochs, first_epoch)
         count = self._task_setting(config, "labels")
         x_labeled, y_labeled = (x_train, labels) if count == "all" else tfaae_data.labeled_subset(
             x_train, labels, count, seed=config["seed"])[:2]
         return tfaae_data.semi_supervised_dataset(
             x_train, x_labeled, y_labeled, batch_size=config["batch_size"],
             labeled_batch_size=config["labeled_batch_size"], binarization=config["binarization"],
-            seed=config["seed"])
+            seed=config["seed"], epochs=epochs, first_epoch=first_epoch)
 
     def optimizers(self, config, steps_per_epoch, epochs):
         names = ("reconstruction_optimizer", "discriminator_optimizer", "generator_optimizer",
@@ -385,6 +388,12 @@ def _check_config(settings):
     for key in ("epochs", "max_train_examples", "eval_every", "image_every"):
         if config[key] is not None and config[key] != "auto":
             validation.check_positive_int(key, config[key])
+    validation.check_choice("strategy", config["strategy"], distribute.STRATEGIES)
+    if config["collective_timeout"] is not None:
+        validation.check_positive_int("collective_timeout", config["collective_timeout"])
+        if config["strategy"] != "multi-worker":
+            raise ValueError("collective_timeout applies to strategy='multi-worker'; got strategy="
+                             f"{config['strategy']!r}.")
     if not isinstance(config["projector"], bool):
         raise TypeError(f"projector must be True or False; got {config['projector']!r}.")
     if config["eval_every"] not in (None, "auto") and not recipe.periodic_evaluation:
@@ -400,9 +409,13 @@ def _check_config(settings):
     return config
 
 
-def load_training_data(config, max_eval_examples=None):
+def load_training_data(config, max_eval_examples=None, epochs=1, first_epoch=0):
     """Returns the datasets of a run's settings: "train", "validation", "test", and "x_train"
     (the training images in [0, 1]) and "source" (where the data came from).
+
+    "train" holds the batches of epochs `first_epoch` to `epochs - 1`, each epoch's order and
+    binarization a function of the seed and the epoch (`tfaae.data.make_epochs`), so that a
+    resumed run trains on the batches of the uninterrupted one.
 
     For a model that trains with labels (its recipe's `training_labels`), the datasets hold
     (images, labels) pairs: the training labels as the recipe keeps them (-1: unlabeled), the
@@ -425,7 +438,7 @@ def load_training_data(config, max_eval_examples=None):
             None if labels is None else targets[:max_eval_examples], batch_size=100,
             binarization=fixed, seed=seed)
 
-    train = RECIPES[config["model"]].training_dataset(config, x_train, labels)
+    train = RECIPES[config["model"]].training_dataset(config, x_train, labels, epochs, first_epoch)
     return {"train": train, "validation": evaluation_set(x_val, y_val, config["seed"] + 2),
             "test": evaluation_set(*arrays["test"], config["seed"] + 3), "x_train": x_train,
             "y_train": y_train[:keep], "y_test": arrays["test"][1], "source": arrays["source"]}
@@ -440,7 +453,8 @@ def evaluation_subset(data, num_examples):
 
 def _same_settings(saved, config):
     keys = (set(saved) | set(config)) - {"epochs", "download", "data_dir", "data_source",
-                                         "tfaae_version", *MONITORING}
+                                         "tfaae_version", "strategy", "collective_timeout",
+                                         *MONITORING}
     return {k: (saved.get(k), config.get(k)) for k in keys if saved.get(k) != config.get(k)}
 
 
@@ -471,7 +485,12 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
             samples; None: off; "auto": about 10 times per run; VAE/IWAE only), image_every
             (epochs between TensorBoard figures and posterior histograms; None: off; "auto":
             about 20 times per run), projector (codes of the eval_examples test images for
-            TensorBoard's projector).
+            TensorBoard's projector); and the distribution (`tfaae.distribute`): strategy
+            ("default", "mirrored": `MirroredStrategy` over this machine's devices, or
+            "multi-worker": `MultiWorkerMirroredStrategy` configured by `TF_CONFIG`, trained by
+            `tfaae.distribute.fit` without validation or TensorBoard monitoring, the chief
+            writing the run directory) and collective_timeout (multi-worker: seconds a worker
+            waits for the others before failing).
 
     Returns:
         dict: the `result.json` content (status "completed" or "stopped_non_finite").
@@ -492,49 +511,79 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
                              "directory.")
         if os.path.exists(os.path.join(run_dir, "result.json")):
             raise ValueError(f"{run_dir} holds a completed run; use a new run directory.")
+    # First: a multi-worker strategy must be set up before TensorFlow runs anything.
+    strategy = distribute.get_strategy(config["strategy"], config["collective_timeout"])
+    chief, multi_worker = distribute.is_chief(strategy), config["strategy"] == "multi-worker"
     keras.utils.set_random_seed(config["seed"])
-    data = load_training_data(config)
-    steps_per_epoch = math.ceil(len(data["x_train"]) / config["batch_size"])
     epochs = config["epochs"] or sum(schedules.burda_epochs())
+    backup_dir = os.path.join(run_dir, "backup")
+    first_epoch = min(tfaae_callbacks.AtomicBackupAndRestore.saved_epoch(backup_dir), epochs)
+    data = load_training_data(config, epochs=epochs, first_epoch=first_epoch)
+    steps_per_epoch = math.ceil(len(data["x_train"]) / config["batch_size"])
     for key, times in AUTO_TIMES.items():
         if config[key] == "auto":
             config[key] = math.ceil(epochs / times)
-    model = recipe.build(config)
-    recipe.prepare(model, data["x_train"])
-    if config["init_from"]:
-        model.set_weights(load_run_model(config["init_from"]).get_weights())
-    model.compile(**recipe.optimizers(config, steps_per_epoch, epochs),
-                  jit_compile=config["jit_compile"], steps_per_execution=config["steps_per_execution"])
-    io.write_json(config_path, {**config, "data_source": data["source"],
-                                "tfaae_version": tfaae.__version__})
+    with strategy.scope():  # variables and optimizer slots are the strategy's.
+        model = recipe.build(config)
+        recipe.prepare(model, data["x_train"])
+        if config["init_from"]:
+            model.set_weights(load_run_model(config["init_from"]).get_weights())
+        model.compile(**recipe.optimizers(config, steps_per_epoch, epochs),
+                      jit_compile=config["jit_compile"],
+                      steps_per_execution=config["steps_per_execution"])
+        model.build_optimizers()
+    if chief:
+        io.write_json(config_path, {**config, "data_source": data["source"],
+                                    "tfaae_version": tfaae.__version__})
+    # Non-chief workers restore the chief's backup but write to a directory of their own.
+    own_dir = run_dir if chief else os.path.join(run_dir, f".worker-{os.getpid()}")
     nan_guard = tfaae_callbacks.StopOnNonFinite()
+    history_file = tfaae_callbacks.HistoryFile(os.path.join(own_dir, "history.json"))
     all_callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
         nan_guard,
-        tfaae_callbacks.AtomicCheckpoint(os.path.join(run_dir, "checkpoints", "last.keras")),
+        tfaae_callbacks.AtomicCheckpoint(os.path.join(own_dir, "checkpoints", "last.keras")),
     ]
     logdir = os.path.join(run_dir, "logs")
-    # After TensorBoard (the evaluation's scalars go to the "test" run, not "train"), before
-    # HistoryFile (which records the NLL and active units the evaluation adds to the logs).
-    all_callbacks += [keras.callbacks.TensorBoard(logdir), *monitoring.monitoring_callbacks(
-        logdir, *evaluation_subset(data, config["eval_examples"]), image_every=config["image_every"],
-        eval_every=config["eval_every"], eval_num_samples=config["eval_num_samples"],
-        projector=config["projector"], seed=config["seed"],
-        hparams={k: v for k, v in config.items() if k not in ("data_dir", "download")}),
-        tfaae_callbacks.HistoryFile(os.path.join(run_dir, "history.json")), *callbacks]
+    if not multi_worker:
+        # After TensorBoard (the evaluation's scalars go to the "test" run, not "train"), before
+        # HistoryFile (which records the NLL and active units the evaluation adds to the logs).
+        all_callbacks += [keras.callbacks.TensorBoard(logdir), *monitoring.monitoring_callbacks(
+            logdir, *evaluation_subset(data, config["eval_examples"]),
+            image_every=config["image_every"], eval_every=config["eval_every"],
+            eval_num_samples=config["eval_num_samples"], projector=config["projector"],
+            seed=config["seed"],
+            hparams={k: v for k, v in config.items() if k not in ("data_dir", "download")})]
+    all_callbacks += [
+        history_file,
+        # Last: an epoch is backed up once every callback has seen it (and drawn its noise).
+        tfaae_callbacks.AtomicBackupAndRestore(backup_dir, os.path.join(own_dir, "backup")),
+        *callbacks]
     start = time.perf_counter()
-    history = model.fit(data["train"], validation_data=data["validation"], epochs=epochs,
-                        callbacks=all_callbacks, verbose=verbose, shuffle=False)
-    result = {"status": "completed", "epochs": len(history.epoch),
-              "train_seconds": round(time.perf_counter() - start, 2),
-              "final": {k: float(v[-1]) for k, v in history.history.items() if v},
-              "steps_per_epoch": steps_per_epoch}
-    if nan_guard.stopped_at:
-        result.update(status="stopped_non_finite", stopped_at=nan_guard.stopped_at,
-                      last_good_checkpoint=os.path.join(run_dir, "checkpoints", "last.keras"))
+    if multi_worker:  # Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras#20585).
+        history = distribute.fit(model, data["train"], epochs, steps_per_epoch, all_callbacks,
+                                 initial_epoch=first_epoch, verbose=verbose)
     else:
+        history = model.fit(data["train"], validation_data=data["validation"], epochs=epochs,
+                            steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
+                            verbose=verbose, shuffle=False)
+    final = {k: float(v[-1]) for k, v in history.history.items() if v}
+    if not final and history_file.records:  # resumed after the last epoch: nothing left to run.
+        final = {k: v for k, v in history_file.records[-1].items() if k != "epoch"}
+    result = {"status": "completed", "epochs": first_epoch + len(history.epoch),
+              "train_seconds": round(time.perf_counter() - start, 2), "final": final,
+              "steps_per_epoch": steps_per_epoch, "resumed_from_epoch": first_epoch}
+    if nan_guard.stopped_at:
+        checkpoint = os.path.join(run_dir, "checkpoints", "last.keras")
+        result.update(status="stopped_non_finite", stopped_at=nan_guard.stopped_at,
+                      last_good_checkpoint=checkpoint if os.path.exists(checkpoint) else None)
+    elif chief:
         io.save_model(model, os.path.join(run_dir, "model.keras"))
-    io.write_json(os.path.join(run_dir, "result.json"), result)
+    if chief:
+        io.write_json(os.path.join(run_dir, "result.json"), result)
+    else:
+        if not nan_guard.stopped_at:  # as the chief does, in case saving reads across workers.
+            io.save_model(model, os.path.join(own_dir, "model.keras"))
+        shutil.rmtree(own_dir, ignore_errors=True)
     return result
 
 

@@ -57,14 +57,16 @@ def flatten_images(x, image_shape, name="x"):
     dim = math.prod(image_shape)
     shape = x.shape
     expected = f"{name} must have shape [batch, {', '.join(map(str, image_shape))}] (or [batch, {dim}])"
-    if shape.rank is None:
-        # A step retraced for images of another rank sees x of unknown rank: check in the graph.
+    if shape.rank is not None and (shape.rank < 2 or (None not in shape[1:]
+                                                      and math.prod(shape[1:]) != dim)):
+        raise ValueError(f"{expected}; got shape {list(shape)}.")
+    if shape.rank is None or None in shape[1:]:
+        # A step retraced for images of other shapes sees x of unknown rank or sizes (Keras
+        # relaxes the input signature): check in the graph.
         ok = (tf.rank(x) >= 2) & tf.equal(tf.reduce_prod(tf.shape(x)[1:]), dim)
         check = tf.debugging.Assert(ok, [f"{TAG}{expected}; got shape", tf.shape(x)], summarize=8)
         with tf.control_dependencies([check]):
             return tf.reshape(tf.cast(x, tf.float32), [-1, dim])
-    if shape.rank < 2 or (None not in shape[1:] and math.prod(shape[1:]) != dim):
-        raise ValueError(f"{expected}; got shape {list(shape)}.")
     return tf.reshape(tf.cast(x, tf.float32), [-1, dim])
 
 

@@ -165,7 +165,9 @@ class AAE(PhaseOptimizers, ImageModel):
     def _encoder_input(self, x, seed):
         if self.posterior != "universal":
             return x
-        return tf.concat([x, random.normal([tf.shape(x)[0], self.noise_dim], seed)], -1)
+        noise = random.replica_rows(lambda n: random.normal(tf.stack([n, self.noise_dim]), seed),
+                                    tf.shape(x)[0])
+        return tf.concat([x, noise], -1)
 
     def codes(self, x, seed=None):
         """Samples z ~ q(z|x) for flat images `[batch, D]`: `[batch, latent_dim]` float32."""
@@ -174,7 +176,9 @@ class AAE(PhaseOptimizers, ImageModel):
         if self.posterior != "gaussian":
             return out
         mean, log_std = out
-        return mean + tf.exp(log_std) * random.normal(tf.shape(mean), seed)
+        noise = random.replica_rows(
+            lambda n: random.normal(tf.stack([n, self.latent_dim]), seed), tf.shape(mean)[0])
+        return mean + tf.exp(log_std) * noise
 
     def decode_logits(self, z, labels=None):
         """Pixel logits `[..., D]` from codes `[..., latent_dim]` (and labels, for "decoder")."""
@@ -219,7 +223,7 @@ class AAE(PhaseOptimizers, ImageModel):
         variables = self.phase_variables()["reconstruction_optimizer"]
         with tf.GradientTape() as tape:
             per_example = self.reconstruction_loss(x, self.decode_logits(self.codes(x), labels))
-            loss = tf.nn.compute_average_loss(per_example)
+            loss = random.average_loss(per_example)
         self.reconstruction_optimizer.apply(tape.gradient(loss, variables), variables)
         return per_example
 
@@ -232,7 +236,7 @@ class AAE(PhaseOptimizers, ImageModel):
         with tf.GradientTape() as tape:
             prior_logits, code_logits = self._discriminate_pair(z_prior, z_code, labels)
             per_example = losses.discriminator_loss(prior_logits, code_logits)
-            loss = tf.nn.compute_average_loss(per_example)
+            loss = random.average_loss(per_example)
         self.discriminator_optimizer.apply(tape.gradient(loss, variables), variables)
         return per_example, losses.discriminator_accuracy(prior_logits, code_logits)
 
@@ -242,7 +246,7 @@ class AAE(PhaseOptimizers, ImageModel):
         variables = self.phase_variables()["generator_optimizer"]
         with tf.GradientTape() as tape:
             per_example = losses.generator_loss(self.discriminate(self.codes(x), labels))
-            loss = tf.nn.compute_average_loss(per_example)
+            loss = random.average_loss(per_example)
         self.generator_optimizer.apply(tape.gradient(loss, variables), variables)
         return per_example
 
@@ -460,7 +464,7 @@ class AAE(PhaseOptimizers, ImageModel):
             lambda z, classes: np.asarray(self.decode(z, classes)), styles, self.num_classes)}
 
     def call(self, inputs, training=False):
-        return self.reconstruct(inputs)
+        return self.reconstruct(self.images(inputs, "inputs"))  # checked: no silent NaN out.
 
     def get_config(self):
         prior = self.prior_spec

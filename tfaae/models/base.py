@@ -3,6 +3,7 @@
 import math
 
 import keras
+import tensorflow as tf
 
 from tfaae import validation
 from tfaae.networks import as_float32  # noqa: F401  (re-exported for the models)
@@ -40,6 +41,20 @@ def with_precision(model, precision):
 
 
 SEED_STATE = "seed_generator_state"
+
+
+def _check_not_empty(method, x):
+    """Raises a ValueError when `fit`/`evaluate`/`predict` get no examples (Keras would train on
+    nothing, with a warning, report metrics of zero examples, or fail deep inside `predict`)."""
+    if isinstance(x, tf.data.Dataset):
+        if int(x.cardinality()) == 0:
+            raise ValueError(f"{method} got an empty dataset: expected at least one batch of "
+                             "images.")
+        return
+    x = x[0] if isinstance(x, (tuple, list)) and x else x
+    shape = getattr(x, "shape", None)
+    if shape is not None and len(shape) and shape[0] == 0:
+        raise ValueError(f"{method} got no images: expected at least one, got shape {list(shape)}.")
 
 
 class ImageModel(keras.Model):
@@ -126,15 +141,18 @@ class ImageModel(keras.Model):
                 optimizer.build(self.trainable_variables)
 
     def fit(self, *args, **kwargs):
+        _check_not_empty("fit", args[0] if args else kwargs.get("x"))
         self.build_optimizers()
         with validation.translate_input_errors():
             return super().fit(*args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
+        _check_not_empty("evaluate", args[0] if args else kwargs.get("x"))
         with validation.translate_input_errors():
             return super().evaluate(*args, **kwargs)
 
     def predict(self, *args, **kwargs):
+        _check_not_empty("predict", args[0] if args else kwargs.get("x"))
         with validation.translate_input_errors():
             return super().predict(*args, **kwargs)
 

@@ -135,8 +135,13 @@ class VAE(ImageModel):
             mean, log_std = as_float32(layer(inputs))
             if i > 0:
                 mean, log_std = self._unflatten(mean, k, batch), self._unflatten(log_std, k, batch)
-            noise_shape = tf.stack([k, 1 if shared_noise else batch, tf.shape(mean)[-1]])
-            h = mean + tf.exp(log_std) * random.normal(noise_shape, random.fold_in(seed, i))
+            layer_seed, width = random.fold_in(seed, i), tf.shape(mean)[-1]
+            if shared_noise:
+                noise = random.normal(tf.stack([k, 1, width]), layer_seed)
+            else:  # an example's noise is the same on one device as under tf.distribute.
+                noise = random.replica_rows(
+                    lambda n: random.normal(tf.stack([k, n, width]), layer_seed), batch, axis=1)
+            h = mean + tf.exp(log_std) * noise
             if stop_proposal_gradient:
                 if i == 0:
                     mean, log_std = tf.stop_gradient(mean), tf.stop_gradient(log_std)
@@ -171,7 +176,7 @@ class VAE(ImageModel):
         with tf.GradientTape() as tape:
             terms = self.log_weights(x, self.num_samples)
             bound = self.bound(terms["log_w"])
-            loss = tf.nn.compute_average_loss(-bound)
+            loss = random.average_loss(-bound)
         variables = self.trainable_variables
         return tape.gradient(loss, variables), variables, bound, terms
 
@@ -296,7 +301,7 @@ class VAE(ImageModel):
                 for name, value in zip(("mean", "std"), pair)}
 
     def call(self, inputs, training=False):
-        return self.reconstruct(inputs)
+        return self.reconstruct(self.images(inputs, "inputs"))  # checked: no silent NaN out.
 
     def initialize_output_bias(self, images):
         """Sets the decoder's output bias to logit(mean training pixel), as Burda et al. do.
@@ -365,8 +370,8 @@ class IWAE(VAE):
             terms = self.log_weights(x, self.num_samples, stop_proposal_gradient=True)
             bound = self.bound(terms["log_w"])
             decoder_surrogate, encoder_surrogate = bounds.dreg_surrogates(terms["log_w"])
-            decoder_loss = tf.nn.compute_average_loss(-decoder_surrogate)
-            encoder_loss = tf.nn.compute_average_loss(-encoder_surrogate)
+            decoder_loss = random.average_loss(-decoder_surrogate)
+            encoder_loss = random.average_loss(-encoder_surrogate)
         encoder_vars, decoder_vars = self.encoder_variables, self.decoder_variables
         grads = (tape.gradient(encoder_loss, encoder_vars) + tape.gradient(decoder_loss, decoder_vars))
         del tape
