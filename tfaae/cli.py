@@ -82,7 +82,8 @@ def build_parser():
                        help="passes over the data (vae/iwae default: the paper's 3280; aae: required)")
     train.add_argument("--batch-size", type=_positive_int, help="default: 20 (vae/iwae), 100 (aae)")
     train.add_argument("--learning-rate", type=_positive_float,
-                       help="default 1e-3 (vae/iwae); 2e-4 for aae --schedule adam")
+                       help="default 1e-3 (vae/iwae); with --schedule adam: 2e-4 for aae, "
+                            "semi-supervised and dim-reduction, 1e-3 for clustering")
     train.add_argument("--schedule", choices=["burda", "constant", "makhzani", "adam"],
                        help="vae/iwae: burda (default: 3^i epochs at lr*10^(-i/7), compressed into "
                             "--epochs) or constant; aae: makhzani (default: the paper's SGD with "

@@ -235,10 +235,15 @@ class AdversarialRecipe(Recipe):
 
 # The categorical AAE's tasks (Makhzani et al., sections 5-7) and their defaults: classes or
 # clusters, style size and cluster heads.
+# Adam's default rate per task: at 2e-4 clustering stays collapsed onto a few clusters for its
+# first epochs (16 clusters, 5 minutes: 79% test error against 43% at 1e-3).
 CATEGORICAL_TASKS = {
-    "semi-supervised": {"labels": 1000, "clusters": None, "style_dim": 10, "head_dim": None},
-    "clustering": {"labels": None, "clusters": 16, "style_dim": 5, "head_dim": None},
-    "dim-reduction": {"labels": None, "clusters": 20, "style_dim": None, "head_dim": 2},
+    "semi-supervised": {"labels": 1000, "clusters": None, "style_dim": 10, "head_dim": None,
+                        "adam_learning_rate": 2e-4},
+    "clustering": {"labels": None, "clusters": 16, "style_dim": 5, "head_dim": None,
+                   "adam_learning_rate": 1e-3},
+    "dim-reduction": {"labels": None, "clusters": 20, "style_dim": None, "head_dim": 2,
+                      "adam_learning_rate": 2e-4},
 }
 
 
@@ -324,7 +329,8 @@ class CategoricalRecipe(Recipe):
                  "classification_optimizer")[:4 if self.semi_supervised(config) else 3]
         if config["schedule"] == "makhzani":
             return schedules.categorical_optimizers(steps_per_epoch, names=names)
-        return schedules.aae_adam_optimizers(config["learning_rate"] or 2e-4, names=names)
+        rate = config["learning_rate"] or CATEGORICAL_TASKS[self.task]["adam_learning_rate"]
+        return schedules.aae_adam_optimizers(rate, names=names)
 
     def evaluate(self, model, datasets, num_samples, seed, run_dir=None, **options):
         start = time.perf_counter()
