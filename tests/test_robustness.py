@@ -30,18 +30,22 @@ def test_kill_9_mid_epoch_then_the_same_command_resumes(tmp_path, mnist_dir, mod
     whole, crashed = str(tmp_path / "whole"), str(tmp_path / "crashed")
     proc = run_cli(*_train_command(model, whole, mnist_dir, *extra))
     assert proc.returncode == 0, proc.stderr
-    # Killed once epoch 1 is backed up, half a second into epoch 2 (its 200 steps take 3 to 4 s).
+    # Killed 0.2 s after epoch 1 is backed up: mid-epoch 2 (the small AAE's 200 steps take 0.7 s
+    # on a quiet 2-core machine, 4 s on a busy one), or mid-epoch 3 should epoch 2 be faster.
     kill_cli_when(_train_command(model, crashed, mnist_dir, *extra),
-                  lambda: _backed_up_epochs(crashed) >= 1, delay=0.5)
-    assert _backed_up_epochs(crashed) == 1
+                  lambda: _backed_up_epochs(crashed) >= 1, delay=0.2)
+    backed_up = _backed_up_epochs(crashed)
+    assert 1 <= backed_up < EPOCHS
     assert not os.path.exists(os.path.join(crashed, "result.json"))
-    assert [h["epoch"] for h in json.load(open(os.path.join(crashed, "history.json")))] == [1]
+    history = json.load(open(os.path.join(crashed, "history.json")))
+    assert [h["epoch"] for h in history] == list(range(1, backed_up + 1))
     keras.models.load_model(os.path.join(crashed, "checkpoints", "last.keras"))  # whole, loadable.
 
     proc = run_cli(*_train_command(model, crashed, mnist_dir, *extra))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert (result["status"], result["epochs"], result["resumed_from_epoch"]) == ("completed", EPOCHS, 1)
+    assert (result["status"], result["epochs"], result["resumed_from_epoch"]) == (
+        "completed", EPOCHS, backed_up)
     assert not os.path.exists(os.path.join(crashed, "backup"))  # removed once training completed.
     a, b = training.load_run_model(whole), training.load_run_model(crashed)
     names = getattr(a, "optimizer_names", ("optimizer",))
