@@ -4,8 +4,6 @@ Every script prints its result and writes it, with the command, the budget and t
 `benchmarks/results/<name>.json` (atomically). Scripts import the `tfaae` of this checkout.
 """
 
-import datetime
-import json
 import os
 import pathlib
 import platform
@@ -92,14 +90,8 @@ def aae_flops_per_example(model):
 
 def write_result(name, payload):
     """Writes benchmarks/results/<name>.json atomically (with command, date, machine) and prints it."""
-    from tfaae import io
-    payload = {"benchmark": name, "date": datetime.date.today().isoformat(),
-               "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
-               "machine": machine_info(), **payload}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    io.write_json(RESULTS / f"{name}.json", payload)
-    print(json.dumps(payload, indent=2))
-    return payload
+    import common
+    return common.write_result(name, payload, machine=machine_info())
 
 
 def mnist_arrays():

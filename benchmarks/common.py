@@ -84,12 +84,13 @@ def training_flops_per_example(model, num_samples=None):
     return total
 
 
-def write_result(name, payload):
-    """Writes benchmarks/results/<name>.json atomically and prints it."""
+def write_result(name, payload, machine=None):
+    """Writes benchmarks/results/<name>.json atomically (with command, date and `machine`, by
+    default `machine_info()`) and prints it."""
     from tfaae import io
     payload = {"benchmark": name, "date": datetime.date.today().isoformat(),
                "command": "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
-               "machine": machine_info(), **payload}
+               "machine": machine or machine_info(), **payload}
     RESULTS.mkdir(parents=True, exist_ok=True)
     io.write_json(RESULTS / f"{name}.json", payload)
     print(json.dumps(payload, indent=2))
