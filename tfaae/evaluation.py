@@ -57,7 +57,8 @@ def log_likelihood(model, data, num_samples=5000, chunk_size=None, batch_size=10
         batch_size: batch size when `data` is an array.
         seed: integer seed of the proposal samples.
         precision: None (the model's own), "float32", or "mixed_bfloat16" (matrix products in
-            bfloat16, log weights in float32: about 1.5x faster on CPUs with AVX512-BF16; see
+            bfloat16, log weights in float32: on a 2-core CPU with AMX 1.15x faster than float32
+            for one stochastic layer, 0.9x for two, benchmarks/results/eval_time.json; see
             benchmarks/results/precision.json for its effect on the estimate).
 
     Returns:
