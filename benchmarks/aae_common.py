@@ -6,57 +6,26 @@ Every script prints its result and writes it, with the command, the budget and t
 
 import os
 import pathlib
-import platform
 import sys
-import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-MNIST_DIR = os.environ.get("TFAAE_BENCH_MNIST", str(ROOT.parent / "shared" / "datasets" / "mnist"))
-sys.path.insert(0, str(ROOT))  # this checkout's tfaae, whatever is installed.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout's tfaae.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import common  # noqa: E402
+from common import MNIST_DIR, RESULTS  # noqa: E402,F401  (used by the AAE scripts)
 
 # Makhzani et al. 2015, table 1: Parzen-window log-likelihood of the AAE on the MNIST test set.
 PAPER_PARZEN = {"mnist": {"log_likelihood": 340.0, "stderr": 2.0}}
 
 
 def machine_info():
-    """CPU model, usable cores, memory, GPUs and library versions."""
-    import keras
-    import tensorflow as tf
-    cpu = next((line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor() or "unknown")
-    mem_kib = next((int(line.split()[1]) for line in _lines("/proc/meminfo")
-                    if line.startswith("MemTotal")), None)
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)),
-            "memory_gib": mem_kib and round(mem_kib / 2 ** 20, 1),
-            "load_average_1min": round(os.getloadavg()[0], 2),
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-            "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__}
-
-
-def _lines(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.readlines()
-    except OSError:
-        return []
+    """`common.machine_info()` and the 1-minute load average (AAE runs share the machine)."""
+    return {**common.machine_info(), "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def matmul_peak(dtype="float32", n=2048, seconds=3.0):
-    """Best GFLOP/s of an n x n x n matmul in a `tf.function` over about `seconds` seconds."""
-    import tensorflow as tf
-    a = tf.cast(tf.random.stateless_uniform([n, n], seed=[0, 1]), dtype)
-    b = tf.cast(tf.random.stateless_uniform([n, n], seed=[2, 3]), dtype)
-    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)[:1, :1]))
-    matmul().numpy()
-    best, deadline = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        matmul().numpy()
-        best = max(best, 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
-    return round(best, 1)
+    """`common.matmul_peak`, in GFLOP/s rounded to 0.1."""
+    return round(common.matmul_peak(dtype, n, seconds), 1)
 
 
 def _kernels(network):
@@ -90,7 +59,6 @@ def aae_flops_per_example(model):
 
 def write_result(name, payload):
     """Writes benchmarks/results/<name>.json atomically (with command, date, machine) and prints it."""
-    import common
     return common.write_result(name, payload, machine=machine_info())
 
 

@@ -55,9 +55,9 @@ def table2_section():
         return []
     labels = {"vae": "VAE", "vae_then_iwae": "VAE, then IWAE k=50", "iwae": "IWAE k=50",
               "iwae_then_vae": "IWAE k=50, then VAE"}
-    rows = [f"| {labels[k]} | {_fmt(r['rows'][k]['paper']['nll'])} / "
-            f"{r['rows'][k]['paper']['active_units']} | {_fmt(r['rows'][k]['nll'])} ± "
-            f"{_fmt(r['rows'][k]['nll_stderr'])} / {r['rows'][k]['active_units']} |" for k in labels]
+    rows = [f"| {label} | {_fmt(row['paper']['nll'])} / {row['paper']['active_units']} | "
+            f"{_fmt(row['nll'])} ± {_fmt(row['nll_stderr'])} / {row['active_units']} |"
+            for label, row in ((labels[k], r["rows"][k]) for k in labels)]
     epochs = r['budget']['epochs_per_stage']
     return [f"### Burda et al. table 2 (one layer; {epochs} epochs per stage, the paper 3,280)", "",
             "| training | paper NLL / active units | ours: NLL / active units |", "| --- | --- | --- |",

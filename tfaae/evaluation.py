@@ -51,9 +51,10 @@ def log_likelihood(model, data, num_samples=5000, chunk_size=None, batch_size=10
             and `log_weights(x, k, seed=)`).
         data: a `tf.data.Dataset` of images or (images, labels), or an array of images in [0, 1].
         num_samples: k >= 1.
-        chunk_size: samples per chunk (default: as many as keep chunk * batch near 5,000 rows;
-            on 2 CPU cores 5,000 rows evaluate about 8% faster than 25,000, whose logits no
-            longer fit in cache).
+        chunk_size: samples per chunk (default: as many as keep chunk * batch near
+            `CHUNK_ROWS` = 5,000 rows; on 2 CPU cores the test set's k = 5000 estimate took as
+            long as with 25,000 rows in float32 with one layer, 7% less with two and 19% less in
+            bfloat16, and 30% less memory: benchmarks/results/eval_time.json).
         batch_size: batch size when `data` is an array.
         seed: integer seed of the proposal samples.
         precision: None (the model's own), "float32", or "mixed_bfloat16" (matrix products in
