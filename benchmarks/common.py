@@ -13,6 +13,52 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MNIST_DIR = os.environ.get("TFAAE_BENCH_MNIST", str(ROOT.parent / "shared" / "datasets" / "mnist"))
+CPUS = sorted(os.sched_getaffinity(0))  # before `spread_threads` narrows the main thread's set.
+
+
+def _cpu_ticks(tid):
+    try:
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+_TICKS = {}  # each thread's CPU ticks at the last `spread_threads` call.
+
+
+def spread_threads():
+    """Pins this process's threads round-robin over the usable CPUs, the busiest since the last
+    call first.
+
+    On this workplace's sandboxed 2-core machine the scheduler sometimes keeps the threads of a
+    process on one core: a training step then takes exactly its one-core time (e.g. IWAE k=50:
+    51.2 ms instead of 27-32 ms), which `taskset -c 0` reproduces. Spreading the busy threads
+    measures the hardware instead of that placement. Call it before and after a warm-up: the second
+    call ranks threads by the CPU time they used during the warm-up (the thread pools and tf.data
+    threads the timed run will use).
+
+    Returns:
+        the number of threads pinned (0 where pinning is unsupported or there is one CPU).
+    """
+    if len(CPUS) < 2 or not hasattr(os, "sched_setaffinity"):
+        return 0
+    try:
+        ticks = {int(t): _cpu_ticks(t) for t in os.listdir("/proc/self/task")}
+    except OSError:
+        return 0
+    busiest = sorted(ticks, key=lambda t: ticks[t] - _TICKS.get(t, 0), reverse=True)
+    _TICKS.clear()
+    _TICKS.update(ticks)
+    pinned = 0
+    for i, tid in enumerate(busiest):
+        try:
+            os.sched_setaffinity(tid, {CPUS[i % len(CPUS)]})
+            pinned += 1
+        except OSError:  # the thread has exited.
+            pass
+    return pinned
 
 
 def machine_info():
@@ -34,7 +80,7 @@ def machine_info():
             mem_gib = int(f.readline().split()[1]) / 2 ** 20
     except (OSError, ValueError, IndexError):
         mem_gib = None
-    return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "memory_gib": mem_gib and round(mem_gib, 1),
+    return {"cpu": model, "cores": len(CPUS), "memory_gib": mem_gib and round(mem_gib, 1),
             "avx512_bf16": "avx512_bf16" in flags.split(), "amx": "amx_tile" in flags.split(),
             "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
             "python": platform.python_version(), "tensorflow": tf.__version__,

@@ -84,10 +84,29 @@ def throughput_section():
             f"Matmul peak measured in the same run: {peak['float32']:.0f} GFLOP/s float32, "
             f"{peak['bfloat16']:.0f} GFLOP/s bfloat16 ({r['machine']['cpu']}, "
             f"{r['machine']['cores']} cores). GFLOP/s counts the matrix products of a training "
-            "step exactly; the fraction is of the float32 peak.", "",
+            "step exactly; the fraction is of the float32 peak."
+            + (f" Each configuration: the best of {r['windows']} windows of about "
+               f"{r['seconds_per_window']:g} s, threads spread over the cores."
+               if r.get("windows") else ""), "",
             "| model | k | layers | batch | examples/s | GFLOP/s | of peak | best configuration |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "",
-            "Targets: " + "; ".join(targets) + ".", "", f"Command: {_command(r)}", ""]
+            "Targets: " + "; ".join(targets) + ".", "", f"Command: {_command(r)}", "",
+            *single_cases_lines()]
+
+
+def single_cases_lines():
+    """Cases timed in a run of their own (`throughput.py --case`), below the grid."""
+    r = _load("throughput_cases")
+    if not r:
+        return []
+    peak = r["matmul_peak_gflops"]["float32"]
+    cases = [f"{c['model'].upper()} k={c['num_samples']}, {c['layers']} layer(s), batch "
+             f"{c['batch_size']}: {c['examples_per_second']:.0f} examples/s, {c['gflops']:.0f} "
+             f"GFLOP/s, {c['fraction_of_peak']:.0%} ({c['best_config']})" for c in r["cases"]]
+    return [f"The same cases timed in a separate, shorter run (float32 peak {peak:.0f} GFLOP/s in "
+            f"that run; a configuration's speed also depends on what ran before it in the process): "
+            + "; ".join(cases) + ".", "",
+            f"Command: {_command(r)}", ""]
 
 
 def eval_time_section():

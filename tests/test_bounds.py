@@ -97,3 +97,24 @@ def test_bernoulli_mlp_log_prob_matches_the_logits_formula(rng):
     logits = layer(tf.reshape(z, [15, 4]))
     expected = bounds.bernoulli_log_likelihood(x, tf.reshape(logits, [5, 3, 12]))
     np.testing.assert_allclose(layer.log_prob(z, x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_reparameterized_normal_log_prob_matches_tfp_in_value_and_gradient(rng):
+    mean = tf.Variable(rng.normal(0, 1, (4, 3)).astype(np.float32))
+    log_std = tf.Variable(rng.normal(0, 0.5, (4, 3)).astype(np.float32))
+    noise = tf.constant(rng.normal(0, 1, (5, 4, 3)).astype(np.float32))
+    results = []
+    for formula in ("tfp", "ours"):
+        with tf.GradientTape() as tape:
+            h = mean + tf.exp(log_std) * noise
+            if formula == "tfp":
+                value = tf.reduce_sum(tfp.distributions.Normal(mean, tf.exp(log_std)).log_prob(h), -1)
+            else:
+                value = bounds.reparameterized_normal_log_prob(noise, log_std)
+            loss = tf.reduce_sum(value * tf.range(1.0, 21.0)[:, None][:5])
+        results.append((value, tape.gradient(loss, [mean, log_std])))
+    (v1, (m1, s1)), (v2, (m2, s2)) = results
+    np.testing.assert_allclose(v2, v1, rtol=1e-5, atol=1e-5)
+    assert m2 is None  # the mean cancels out of log q(mean + std * noise) ...
+    np.testing.assert_allclose(m1, 0.0, atol=1e-4)  # ... and TFP's gradient for it is zero.
+    np.testing.assert_allclose(s2, s1, rtol=1e-5, atol=1e-4)

@@ -56,6 +56,10 @@ class ModelServer:
             saved_model.ParseFromString(f.read())
         (meta_graph,) = [m for m in saved_model.meta_graphs if "serve" in m.meta_info_def.tags]
         self.meta_graph = meta_graph
+        for function in meta_graph.graph_def.library.function:  # TF Serving's default: no XLA JIT.
+            if function.attr["_XlaMustCompile"].b:
+                raise ServingError("FAILED_PRECONDITION", f"Function {function.signature.name} "
+                                   "needs XLA; start the server with --xla_cpu_compilation_enabled")
         self.signature_defs = dict(meta_graph.signature_def)
         self.loaded = tf.saved_model.load(self.path, tags=["serve"])
         self.warmup_count = self._warmup()

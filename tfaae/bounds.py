@@ -10,6 +10,7 @@ References:
     Objectives", arXiv 1810.04152.
 """
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -65,6 +66,27 @@ def softplus_sum(logits):
         return upstream[..., None] * tf.sigmoid(logits)
 
     return value, grad
+
+
+def reparameterized_normal_log_prob(noise, log_std):
+    """log q(h) of h = mean + exp(log_std) * noise under q = N(mean, exp(log_std)^2), summed over
+    the last axis: sum_j -noise_j^2 / 2 - log_std_j - log(2 pi) / 2.
+
+    It equals `tfd.Normal(mean, exp(log_std)).log_prob(h)` summed, since (h - mean) / std = noise,
+    and so does its gradient through h, mean and log_std together (the reparameterised VAE/IWAE
+    gradient, Kingma & Welling 2014 eq. 10), in three element-wise passes instead of about ten. It
+    is not the density with q's parameters stopped that DReG needs.
+
+    Args:
+        noise: `[k, batch, d]` (or `[k, 1, d]`) standard-normal draws.
+        log_std: `[batch, d]` or `[k, batch, d]`.
+
+    Returns:
+        `[k, batch]` log-densities.
+    """
+    d = tf.cast(tf.shape(noise)[-1], noise.dtype)
+    return (-0.5 * tf.reduce_sum(tf.square(noise), -1) - tf.reduce_sum(log_std, -1)
+            - 0.5 * d * tf.math.log(2.0 * tf.constant(np.pi, noise.dtype)))
 
 
 def elbo(log_weights):

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfaae import random, validation
+from tfaae import fused, random, validation
 from tfaae.models.base import with_precision
 from tfaae.networks import as_float32
 
@@ -58,8 +58,9 @@ def log_likelihood(model, data, num_samples=5000, chunk_size=None, batch_size=10
         batch_size: batch size when `data` is an array.
         seed: integer seed of the proposal samples.
         precision: None (the model's own), "float32", or "mixed_bfloat16" (matrix products in
-            bfloat16, log weights in float32: on a 2-core CPU with AMX 1.15x faster than float32
-            for one stochastic layer, 0.9x for two, benchmarks/results/eval_time.json; see
+            bfloat16, bias, activations and log weights in float32 in fused kernels
+            (`tfaae.fused`): on a 2-core CPU with AMX 1.3x faster than float32 for one stochastic
+            layer, 1.1x for two, benchmarks/results/eval_time.json; see
             benchmarks/results/precision.json for its effect on the estimate).
 
     Returns:
@@ -142,7 +143,11 @@ def _estimator(model):
         def batch_estimate(x, chunk, num_chunks, remainder):
             m = model_ref()
             x = validation.assert_unit_interval(validation.flatten_images(x, m.image_shape))
-            return log_likelihood_estimate(m, x, chunk, num_chunks, remainder, seed=generator)
+            # Fused kernels with bfloat16 matmuls only: in float32 oneDNN's matmul + bias + tanh
+            # was faster without a gradient (eval_time.py: 147 s against 171 s, one layer). Not
+            # exported: serving traces `log_likelihood_estimate` itself.
+            with fused.enabled(m.compute_dtype == "bfloat16"):
+                return log_likelihood_estimate(m, x, chunk, num_chunks, remainder, seed=generator)
 
         _ESTIMATORS[model] = (batch_estimate, generator)
     return _ESTIMATORS[model]

@@ -25,7 +25,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfaae import bounds
+from tfaae import bounds, fused
 
 PRESETS = {
     # Burda et al. 2016, section 5: 784-200-200-50, and 784-[200,200]-100-[100,100]-50.
@@ -89,8 +89,17 @@ class _MLPHead(keras.layers.Layer):
     def _trunk(self, inputs):
         h = inputs
         for layer in self.hidden:
-            h = layer(h)
+            h = self._apply(layer, h, self.activation)
         return h
+
+    def _apply(self, layer, h, activation):
+        """layer(h); inside `fused.enabled()`, on rows `[n, d]`, the matmul in the compute dtype
+        then the bias and activation in one float32 kernel (`tfaae.fused`)."""
+        if not (fused.is_enabled() and activation in fused.ACTIVATIONS and h.shape.rank == 2):
+            return layer(h)
+        dtype = self.compute_dtype
+        return fused.bias_activation(tf.matmul(tf.cast(h, dtype), tf.cast(layer.kernel, dtype)),
+                                     layer.bias, activation)
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units, "units": self.units,
@@ -155,7 +164,9 @@ class BernoulliMLP(_MLPHead):
         as in `tfaae.bounds.bernoulli_log_likelihood`. The term sum_d x_d l_d is computed as
         h . (W^T x) + b . x, so the only element-wise work over the `[k, batch, units]` logits is the
         softplus sum (`tfaae.bounds.softplus_sum`, one log per block of pixels): on CPU the
-        element-wise work otherwise costs as much as the output matmul.
+        element-wise work otherwise costs as much as the output matmul. Inside `fused.enabled()`
+        the logits' matmul runs without its bias and `tfaae.fused.bernoulli_log_prob` computes
+        the whole sum in one kernel.
 
         Args:
             inputs: `[k, batch, d_in]` codes.
@@ -166,8 +177,11 @@ class BernoulliMLP(_MLPHead):
         """
         leading = tf.shape(inputs)[:2]
         h = self._trunk(tf.reshape(inputs, [-1, inputs.shape[-1]]))
-        logits = tf.cast(self.logits(h), tf.float32)
-        softplus = tf.reshape(bounds.softplus_sum(logits), leading)
+        if fused.is_enabled():  # one kernel over the logits, their bias added inside.
+            y = tf.matmul(tf.cast(h, self.compute_dtype), tf.cast(self.logits.kernel, self.compute_dtype))
+            return fused.bernoulli_log_prob(tf.reshape(y, tf.concat([leading, [self.units]], 0)),
+                                            self.logits.bias, x)
+        softplus = tf.reshape(bounds.softplus_sum(tf.cast(self.logits(h), tf.float32)), leading)
         kernel, bias = (tf.cast(v, tf.float32) for v in (self.logits.kernel, self.logits.bias))
         h = tf.reshape(tf.cast(h, tf.float32), tf.concat([leading, [h.shape[-1]]], 0))
         linear = tf.reduce_sum(h * tf.matmul(x, kernel, transpose_b=True), -1) + tf.linalg.matvec(x, bias)

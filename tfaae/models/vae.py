@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfaae import bounds, random, validation
+from tfaae import bounds, fused, random, validation
 from tfaae.models.base import ImageModel
 from tfaae.networks import as_float32, burda_networks
 
@@ -150,9 +150,11 @@ class VAE(ImageModel):
                     (mean, log_std), _ = layer.stateless_call(stopped, layer.non_trainable_variables,
                                                               inputs)
                     mean, log_std = self._unflatten(mean, k, batch), self._unflatten(log_std, k, batch)
-            log_q += _diag_normal(mean, log_std).log_prob(h)
+                log_q += _diag_normal(mean, log_std).log_prob(h)
+            else:  # the same value and reparameterised gradient, fewer passes.
+                log_q += bounds.reparameterized_normal_log_prob(noise, log_std)
             samples.append(h)
-        log_p = _diag_normal(tf.zeros_like(samples[-1]), tf.zeros_like(samples[-1])).log_prob(samples[-1])
+        log_p = tf.reduce_sum(tfd.Normal(0.0, 1.0).log_prob(samples[-1]), -1)  # the prior N(0, I).
         for j, layer in enumerate(self.decoder):
             if j < self.num_layers - 1:
                 mean, log_std = as_float32(layer(self._flatten(samples[-1 - j], k, batch)))
@@ -182,13 +184,15 @@ class VAE(ImageModel):
 
     def train_step(self, data):
         x = self.images(data)
-        grads, variables, bound, terms = self.compute_gradients(x)
+        with fused.enabled(not self.jit_compile):  # a jit-compiled step fuses by itself.
+            grads, variables, bound, terms = self.compute_gradients(x)
         self.optimizer.apply(grads, variables)
         return self._record(bound, terms)
 
     def test_step(self, data):
         x = self.images(data)
-        terms = self.log_weights(x, self.num_samples)
+        with fused.enabled(not self.jit_compile):
+            terms = self.log_weights(x, self.num_samples)
         return self._record(self.bound(terms["log_w"]), terms)
 
     def _record(self, bound, terms):
