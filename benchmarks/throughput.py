@@ -82,10 +82,20 @@ def measure(images, model_name, k, layers, batch, config, seconds, steps_per_exe
             "window_examples_per_second": [round(r, 1) for r in rates]}
 
 
+def _case(text):
+    """"MODEL,K,LAYERS,BATCH", e.g. "iwae,50,1,100", as a tuple."""
+    parts = text.split(",")
+    numbers_ok = all(p.isdigit() and int(p) > 0 for p in parts[1:])
+    if len(parts) != 4 or parts[0] not in ("vae", "iwae") or not numbers_ok:
+        raise argparse.ArgumentTypeError(f"expected MODEL,K,LAYERS,BATCH with MODEL vae or iwae "
+                                         f"and positive integers, e.g. iwae,50,1,100; got {text!r}")
+    return (parts[0], *map(int, parts[1:]))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--case", action="append", metavar="MODEL,K,LAYERS,BATCH",
+    parser.add_argument("--case", action="append", type=_case, metavar="MODEL,K,LAYERS,BATCH",
                         help="time only these cases, e.g. iwae,50,1,100 (repeatable)")
     parser.add_argument("--seconds", type=float, default=2.0, help="seconds per timed window")
     parser.add_argument("--windows", type=int, default=3, help="timed windows per case (best counts)")
@@ -98,7 +108,7 @@ def main():
     if args.quick:
         grid = [("iwae", 5, 1, 100)]
     if args.case:
-        grid = [(m, int(k), int(l), int(b)) for m, k, l, b in (c.split(",") for c in args.case)]
+        grid = args.case
     cases = []
     for model_name, k, layers, batch in grid:
         runs = {}

@@ -67,6 +67,15 @@ def test_model_log_weights_and_gradients_equal_with_and_without_fusion(binary_te
         np.testing.assert_allclose(g, h, rtol=1e-3, atol=1e-3 * np.abs(h).max())
 
 
+def test_bad_arguments_get_clear_errors():
+    with pytest.raises(ValueError, match="activation must be one of 'tanh', 'relu', 'linear'; got 'elu'"):
+        fused.bias_activation(tf.zeros([2, 3]), tf.zeros([3]), "elu")
+    with pytest.raises(ValueError, match="last dimensions must agree; got y 3, bias 4"):
+        fused.bias_activation(tf.zeros([2, 3]), tf.zeros([4]), "tanh")
+    with pytest.raises(ValueError, match="got y 5, bias 5, x 6"):
+        fused.bernoulli_log_prob(tf.zeros([2, 3, 5]), tf.zeros([5]), tf.zeros([3, 6]))
+
+
 def test_enabled_is_scoped_and_off_by_default():
     assert not fused.is_enabled()
     with fused.enabled():

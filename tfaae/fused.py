@@ -27,6 +27,8 @@ import threading
 
 import tensorflow as tf
 
+from tfaae import validation
+
 _STATE = threading.local()
 ACTIVATIONS = ("tanh", "relu", "linear")
 
@@ -43,7 +45,16 @@ def enabled(on=True):
 
 
 def is_enabled():
+    """Whether the innermost `enabled` context is on (False outside any)."""
     return getattr(_STATE, "on", False)
+
+
+def _check_widths(**tensors):
+    """Raises a ValueError when the tensors' static last dimensions differ, naming each."""
+    widths = {name: t.shape[-1] for name, t in tensors.items()}
+    if len({w for w in widths.values() if w is not None}) > 1:
+        raise ValueError("The last dimensions must agree; got " +
+                         ", ".join(f"{name} {w}" for name, w in widths.items()) + ".")
 
 
 def _activate(z, activation):
@@ -84,13 +95,19 @@ def bias_activation(y, bias, activation):
 
     Returns:
         `[rows, units]` in y's dtype.
+
+    Raises:
+        ValueError: for another activation, or when y's and bias's widths differ.
     """
+    validation.check_choice("activation", activation, ACTIVATIONS)
+    _check_widths(y=y, bias=bias)
+
     @tf.custom_gradient
-    def fused(y, bias):
+    def kernel(y, bias):
         a = _bias_activation_forward(y, bias, activation)
         return a, lambda upstream: _bias_activation_backward(a, upstream, activation)
 
-    return fused(y, tf.cast(bias, tf.float32))
+    return kernel(y, tf.cast(bias, tf.float32))
 
 
 @tf.function(jit_compile=True)
@@ -127,5 +144,9 @@ def bernoulli_log_prob(y, bias, x):
     Returns:
         `[k, batch]` float32 log-likelihoods; the gradient of y is (x - sigmoid(y + b)) times the
         upstream gradient.
+
+    Raises:
+        ValueError: when the widths of y, bias and x differ.
     """
+    _check_widths(y=y, bias=bias, x=x)
     return _bernoulli_log_prob(y, tf.cast(bias, tf.float32), tf.cast(x, tf.float32))

@@ -97,9 +97,11 @@ class _MLPHead(keras.layers.Layer):
         then the bias and activation in one float32 kernel (`tfaae.fused`)."""
         if not (fused.is_enabled() and activation in fused.ACTIVATIONS and h.shape.rank == 2):
             return layer(h)
-        dtype = self.compute_dtype
-        return fused.bias_activation(tf.matmul(tf.cast(h, dtype), tf.cast(layer.kernel, dtype)),
-                                     layer.bias, activation)
+        return fused.bias_activation(self._matmul(layer, h), layer.bias, activation)
+
+    def _matmul(self, layer, h):
+        """h @ kernel of a Dense layer in the compute dtype, without its bias."""
+        return tf.matmul(tf.cast(h, self.compute_dtype), tf.cast(layer.kernel, self.compute_dtype))
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units, "units": self.units,
@@ -178,9 +180,8 @@ class BernoulliMLP(_MLPHead):
         leading = tf.shape(inputs)[:2]
         h = self._trunk(tf.reshape(inputs, [-1, inputs.shape[-1]]))
         if fused.is_enabled():  # one kernel over the logits, their bias added inside.
-            y = tf.matmul(tf.cast(h, self.compute_dtype), tf.cast(self.logits.kernel, self.compute_dtype))
-            return fused.bernoulli_log_prob(tf.reshape(y, tf.concat([leading, [self.units]], 0)),
-                                            self.logits.bias, x)
+            y = tf.reshape(self._matmul(self.logits, h), tf.concat([leading, [self.units]], 0))
+            return fused.bernoulli_log_prob(y, self.logits.bias, x)
         softplus = tf.reshape(bounds.softplus_sum(tf.cast(self.logits(h), tf.float32)), leading)
         kernel, bias = (tf.cast(v, tf.float32) for v in (self.logits.kernel, self.logits.bias))
         h = tf.reshape(tf.cast(h, tf.float32), tf.concat([leading, [h.shape[-1]]], 0))
