@@ -85,28 +85,34 @@ def throughput_section():
             f"{peak['bfloat16']:.0f} GFLOP/s bfloat16 ({r['machine']['cpu']}, "
             f"{r['machine']['cores']} cores). GFLOP/s counts the matrix products of a training "
             "step exactly; the fraction is of the float32 peak."
-            + (f" Each configuration: the best of {r['windows']} windows of about "
+            + (" Each case and configuration runs in a fresh process, as one training job would;"
+               if r.get("process_per_configuration") else "")
+            + (f" each configuration: the best of {r['windows']} windows of about "
                f"{r['seconds_per_window']:g} s, threads spread over the cores."
                if r.get("windows") else ""), "",
             "| model | k | layers | batch | examples/s | GFLOP/s | of peak | best configuration |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "",
-            "Targets: " + "; ".join(targets) + ".", "", f"Command: {_command(r)}", "",
-            *single_cases_lines()]
-
-
-def single_cases_lines():
-    """Cases timed in a run of their own (`throughput.py --case`), below the grid."""
-    r = _load("throughput_cases")
-    if not r:
-        return []
-    peak = r["matmul_peak_gflops"]["float32"]
-    cases = [f"{c['model'].upper()} k={c['num_samples']}, {c['layers']} layer(s), batch "
-             f"{c['batch_size']}: {c['examples_per_second']:.0f} examples/s, {c['gflops']:.0f} "
-             f"GFLOP/s, {c['fraction_of_peak']:.0%} ({c['best_config']})" for c in r["cases"]]
-    return [f"The same cases timed in a separate, shorter run (float32 peak {peak:.0f} GFLOP/s in "
-            f"that run; a configuration's speed also depends on what ran before it in the process): "
-            + "; ".join(cases) + ".", "",
+            "Targets: " + "; ".join(targets) + "." + _float32_targets(r), "",
             f"Command: {_command(r)}", ""]
+
+
+def _float32_targets(r):
+    """A sentence on the targets in float32 alone, when the precision benchmark does not keep
+    bfloat16 for training and a target's best configuration is bfloat16."""
+    precision = _load("precision")
+    if not precision or precision["bf16_training_kept"]:
+        return ""
+    parts = []
+    for key, target in r["targets"].items():
+        if target["at"]["best_config"] != "bfloat16":
+            continue
+        k = int(key.split("k")[-1])
+        best = max((run["fraction_of_peak"], c["layers"], c["batch_size"], name)
+                   for c in r["cases"] if c["model"] == "iwae" and c["num_samples"] == k
+                   for name, run in c["configs"].items() if name != "bfloat16")
+        parts.append(f"IWAE k={k} {best[0]:.0%} ({best[1]} layer(s), batch {best[2]}, {best[3]})")
+    return (" bfloat16 training is not kept by the precision benchmark below; in float32 alone: "
+            + "; ".join(parts) + ".") if parts else ""
 
 
 def eval_time_section():
@@ -129,8 +135,11 @@ def precision_section():
             f"IWAE (1 layer, k = {r['num_samples']}, {r['budget']['epochs']} epochs) trained in "
             f"float32 and with bfloat16 matmuls, each evaluated both ways (k = 5000, 10,000 test "
             f"images): training in bfloat16 moves the NLL by {r['bf16_training_effect_nats']:+.3f} "
-            f"nats, evaluating in bfloat16 by {r['bf16_evaluation_effect_nats']:+.3f} nats "
-            f"(tolerance {r['tolerance_nats']} nats: bfloat16 "
+            f"nats, evaluating in bfloat16 by {r['bf16_evaluation_effect_nats']:+.3f} nats"
+            + (f"; float32 training with another seed moves it by "
+               f"{r['float32_seed_effect_nats']:+.3f} nats" if "float32_seed_effect_nats" in r else "")
+            + f" (tolerance {r['tolerance_nats']} nats, for training or the seed's effect if "
+            f"larger: bfloat16 "
             f"{'kept' if r['bf16_training_kept'] else 'not kept'} for training, "
             f"{'kept' if r['bf16_evaluation_kept'] else 'not kept'} for evaluation).", "",
             f"Command: {_command(r)}", ""]

@@ -29,14 +29,15 @@ from tfaae import networks, schedules
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def small_model(cls=tfaae.VAE, layers=1, **kwargs):
-    """A compiled `cls` with small networks: latent 8 (one layer) or 12-6 (two layers)."""
+def small_model(cls=tfaae.VAE, layers=1, optimizer=None, **kwargs):
+    """A `cls` with small networks (latent 8, one layer, or 12-6, two layers) compiled with
+    `optimizer` (default Keras's Adam at 1e-3)."""
     kwargs = {"seed": 3, **kwargs}
     dims = {1: ((8,), ((32,),)), 2: ((12, 6), ((32,), (16,)))}[layers]
     encoder, decoder = networks.burda_networks(latent_dims=dims[0], hidden_units=dims[1],
                                                seed=kwargs["seed"])
     model = cls(encoder=encoder, decoder=decoder, **kwargs)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3, epsilon=1e-4))
+    model.compile(optimizer=optimizer or keras.optimizers.Adam(1e-3, epsilon=1e-4))
     return model
 
 

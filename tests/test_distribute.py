@@ -16,6 +16,9 @@ WEIGHT_TOLERANCE = 1e-5
 MODELS = {
     "vae_two_layers": ("small_model(tfaae.VAE, layers=2, num_samples=2)", False),
     "iwae_dreg": ("small_model(tfaae.IWAE, num_samples=3, gradient_estimator='dreg')", False),
+    # tfaae's fused Adam on one device, Keras's update under the strategy: the same updates.
+    "iwae_fused_adam": ("small_model(tfaae.IWAE, num_samples=3, "
+                        "optimizer=tfaae.optimizers.Adam(1e-3, epsilon=1e-4))", False),
     "aae_universal_labels": ("__import__('test_aae').small(posterior='universal', prior='mixture', "
                              "supervised='discriminator')", True),
     "aae_gaussian": ("__import__('test_aae').small(posterior='gaussian')", False),

@@ -77,13 +77,32 @@ def test_bad_arguments_get_clear_errors():
 
 
 def test_enabled_is_scoped_and_off_by_default():
-    assert not fused.is_enabled()
+    assert not fused.is_enabled() and fused.needs_gradients()
     with fused.enabled():
-        assert fused.is_enabled()
-        with fused.enabled(False):
-            assert not fused.is_enabled()
-        assert fused.is_enabled()
-    assert not fused.is_enabled()
+        assert fused.is_enabled() and fused.needs_gradients()
+        with fused.enabled(False, gradients=False):
+            assert not fused.is_enabled() and not fused.needs_gradients()
+        assert fused.is_enabled() and fused.needs_gradients()
+    assert not fused.is_enabled() and fused.needs_gradients()
+
+
+def test_bernoulli_without_gradients_gives_the_same_values_and_bfloat16_residuals(rng):
+    y = rng.normal(0, 4, (3, 5, 20)).astype(np.float32)
+    b = rng.normal(0, 1, 20).astype(np.float32)
+    x = (rng.random((5, 20)) < 0.5).astype(np.float32)
+    with fused.enabled(gradients=False):
+        forward_only = fused.bernoulli_log_prob(y, b, x)
+    # Two XLA compilations: the pixel sums may round in another order.
+    np.testing.assert_allclose(forward_only, fused.bernoulli_log_prob(y, b, x), rtol=1e-6)
+    # The residual x - sigmoid(l) is kept in y's dtype: bfloat16 gradients to bfloat16 precision.
+    value, (gy, gb) = _values_and_grads(
+        lambda y, b: fused.bernoulli_log_prob(tf.cast(y, tf.bfloat16), b, x), y, b)
+    expected, (ey, eb) = _values_and_grads(
+        lambda y, b: bounds.bernoulli_log_likelihood(tf.cast(x, tf.float64), y + b),
+        tf.cast(tf.cast(y, tf.bfloat16), tf.float64), b.astype(np.float64))
+    np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(gy, ey, rtol=1e-2, atol=1e-3)
+    np.testing.assert_allclose(gb, eb, rtol=1e-2, atol=1e-2)
 
 
 def test_train_step_traces_the_fused_kernels_and_export_does_not(binary_train, tmp_path):

@@ -146,7 +146,7 @@ def _estimator(model):
             # Fused kernels with bfloat16 matmuls only: in float32 oneDNN's matmul + bias + tanh
             # was faster without a gradient (eval_time.py: 147 s against 171 s, one layer). Not
             # exported: serving traces `log_likelihood_estimate` itself.
-            with fused.enabled(m.compute_dtype == "bfloat16"):
+            with fused.enabled(m.compute_dtype == "bfloat16", gradients=False):
                 return log_likelihood_estimate(m, x, chunk, num_chunks, remainder, seed=generator)
 
         _ESTIMATORS[model] = (batch_estimate, generator)

@@ -10,7 +10,8 @@ kernel per direction (`tf.function(jit_compile=True)`), reading the matmul's out
 * `bernoulli_log_prob(y, bias, x)`: sum_d x_d l_d - softplus(l_d) with logits l = y + b;
 
 each with a hand-written gradient that also returns the bias gradient (the column sum), so no
-separate `BiasAddGrad` pass runs.
+separate `BiasAddGrad` pass runs; the Bernoulli kernel's forward pass keeps the residual
+x - sigmoid(l) its gradient needs.
 
 They are used only inside `enabled()` (the VAE/IWAE train and test steps and
 `tfaae.evaluation.log_likelihood` enter it): graphs exported for serving keep plain TF ops, since
@@ -34,19 +35,27 @@ ACTIVATIONS = ("tanh", "relu", "linear")
 
 
 @contextlib.contextmanager
-def enabled(on=True):
-    """Within this context (while a function is traced), MLPs use the fused kernels."""
-    previous = getattr(_STATE, "on", False)
-    _STATE.on = on
+def enabled(on=True, gradients=True):
+    """Within this context (while a function is traced), MLPs use the fused kernels.
+
+    With `gradients=False` (evaluation) the Bernoulli kernel skips the residual its gradient keeps.
+    """
+    previous = getattr(_STATE, "on", False), getattr(_STATE, "gradients", True)
+    _STATE.on, _STATE.gradients = on, gradients
     try:
         yield
     finally:
-        _STATE.on = previous
+        _STATE.on, _STATE.gradients = previous
 
 
 def is_enabled():
     """Whether the innermost `enabled` context is on (False outside any)."""
     return getattr(_STATE, "on", False)
+
+
+def needs_gradients():
+    """Whether the innermost `enabled` context keeps what gradients need (True outside any)."""
+    return getattr(_STATE, "gradients", True)
 
 
 def _check_widths(**tensors):
@@ -110,31 +119,55 @@ def bias_activation(y, bias, activation):
     return kernel(y, tf.cast(bias, tf.float32))
 
 
+def _log_prob_and_sigmoid(y, bias, x):
+    """sum_d x_d l_d - softplus(l_d) and sigmoid(l), l = y + b, sharing e = exp(-|l|).
+
+    softplus(l) = max(l, 0) + log(1 + e): `log` where `log1p` would be exact, as XLA's CPU log1p
+    is not vectorised (5.6 vs 3.4 ms over a 5000x784 batch here); the absolute error, at most
+    about 1e-7 per pixel, is below the float32 rounding of the sum over pixels.
+    """
+    logits = tf.cast(y, tf.float32) + bias
+    e = tf.exp(-tf.abs(logits))
+    log_prob = tf.reduce_sum(x * logits - tf.nn.relu(logits) - tf.math.log(1.0 + e), -1)
+    return log_prob, tf.where(logits >= 0, 1.0, e) / (1.0 + e)
+
+
 @tf.function(jit_compile=True)
 def _bernoulli_forward(y, bias, x):
-    logits = tf.cast(y, tf.float32) + bias
-    return tf.reduce_sum(x * logits - tf.nn.softplus(logits), -1)
+    return _log_prob_and_sigmoid(y, bias, x)[0]
 
 
 @tf.function(jit_compile=True)
-def _bernoulli_backward(y, bias, x, upstream):
-    grad = upstream[..., None] * (x - tf.sigmoid(tf.cast(y, tf.float32) + bias))
-    return tf.cast(grad, y.dtype), tf.reduce_sum(grad, [0, 1])
+def _bernoulli_forward_with_residual(y, bias, x):
+    """The log-likelihood and the residual x - sigmoid(l) in y's dtype, for the gradient."""
+    log_prob, probs = _log_prob_and_sigmoid(y, bias, x)
+    return log_prob, tf.cast(x - probs, y.dtype)
+
+
+@tf.function(jit_compile=True)
+def _bernoulli_backward(residual, upstream):
+    """The logits' gradient and its sum over samples (XLA's sum over all rows is slower)."""
+    grad = upstream[..., None] * tf.cast(residual, tf.float32)
+    return tf.cast(grad, residual.dtype), tf.reduce_sum(grad, 0)
 
 
 @tf.custom_gradient
 def _bernoulli_log_prob(y, bias, x):
-    def grad(upstream):
-        return _bernoulli_backward(y, bias, x, upstream) + (None,)
+    log_prob, residual = _bernoulli_forward_with_residual(y, bias, x)
 
-    return _bernoulli_forward(y, bias, x), grad
+    def grad(upstream):
+        grad_y, partial = _bernoulli_backward(residual, upstream)
+        return grad_y, tf.reduce_sum(partial, 0), None
+
+    return log_prob, grad
 
 
 def bernoulli_log_prob(y, bias, x):
     """log p(x | logits = y + bias) of a factorised Bernoulli, summed over pixels, in float32.
 
     sum_d x_d l_d - softplus(l_d) with l = y + b, as `tfaae.bounds.bernoulli_log_likelihood`, in one
-    pass over y (XLA's softplus, measured faster here than `bounds.softplus_sum`'s block products).
+    pass over y. When gradients are kept (`enabled(gradients=True)`, the default) the same pass
+    stores the residual x - sigmoid(l) in y's dtype, so the backward pass only scales it.
 
     Args:
         y: `[k, batch, units]` matmul output (the logits without their bias), float32 or bfloat16.
@@ -149,4 +182,5 @@ def bernoulli_log_prob(y, bias, x):
         ValueError: when the widths of y, bias and x differ.
     """
     _check_widths(y=y, bias=bias, x=x)
-    return _bernoulli_log_prob(y, tf.cast(bias, tf.float32), tf.cast(x, tf.float32))
+    kernel = _bernoulli_log_prob if needs_gradients() else _bernoulli_forward
+    return kernel(y, tf.cast(bias, tf.float32), tf.cast(x, tf.float32))

@@ -11,7 +11,7 @@ three phases each get an SGD-with-momentum optimizer (`makhzani_optimizers`), or
 
 import keras
 
-from tfaae import validation
+from tfaae import optimizers, validation
 
 BURDA_PASSES = 8
 
@@ -65,8 +65,8 @@ def burda_schedule(steps_per_epoch, epochs=None, num_passes=BURDA_PASSES, learni
 
 
 def burda_optimizer(steps_per_epoch, epochs=None, num_passes=BURDA_PASSES, learning_rate=1e-3):
-    """Adam with the paper's settings and `burda_schedule`."""
-    return keras.optimizers.Adam(
+    """Adam (`tfaae.optimizers.Adam`, the fused update) with the paper's settings and `burda_schedule`."""
+    return optimizers.Adam(
         burda_schedule(steps_per_epoch, epochs, num_passes, learning_rate),
         beta_1=0.9, beta_2=0.999, epsilon=1e-4)
 

@@ -32,7 +32,7 @@ import tfaae  # registers the models' Keras classes for load_model.
 from tfaae import callbacks as tfaae_callbacks
 from tfaae import losses, networks, priors
 from tfaae import data as tfaae_data
-from tfaae import distribute, evaluation, io, monitoring, schedules, serving, validation
+from tfaae import distribute, evaluation, io, monitoring, optimizers, schedules, serving, validation
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -126,7 +126,7 @@ class LatentVariableRecipe(Recipe):
         if config["schedule"] == "burda":
             return {"optimizer": schedules.burda_optimizer(steps_per_epoch, epochs,
                                                            learning_rate=config["learning_rate"])}
-        return {"optimizer": keras.optimizers.Adam(config["learning_rate"], epsilon=1e-4)}
+        return {"optimizer": optimizers.Adam(config["learning_rate"], epsilon=1e-4)}
 
     def evaluate(self, model, datasets, num_samples, seed, precision=None, **options):
         start = time.perf_counter()

@@ -191,7 +191,7 @@ class VAE(ImageModel):
 
     def test_step(self, data):
         x = self.images(data)
-        with fused.enabled(not self.jit_compile):
+        with fused.enabled(not self.jit_compile, gradients=False):
             terms = self.log_weights(x, self.num_samples)
         return self._record(self.bound(terms["log_w"]), terms)
 
