@@ -72,6 +72,8 @@ def test_bad_arguments_get_clear_errors():
         fused.bias_activation(tf.zeros([2, 3]), tf.zeros([3]), "elu")
     with pytest.raises(ValueError, match="last dimensions must agree; got y 3, bias 4"):
         fused.bias_activation(tf.zeros([2, 3]), tf.zeros([4]), "tanh")
+    with pytest.raises(ValueError, match=r"y must be \[k, batch, units\] \(rank 3\); got shape \(3, 5\)"):
+        fused.bernoulli_log_prob(tf.zeros([3, 5]), tf.zeros([5]), tf.zeros([3, 5]))
     with pytest.raises(ValueError, match="got y 5, bias 5, x 6"):
         fused.bernoulli_log_prob(tf.zeros([2, 3, 5]), tf.zeros([5]), tf.zeros([3, 6]))
 

@@ -179,8 +179,11 @@ def bernoulli_log_prob(y, bias, x):
         upstream gradient.
 
     Raises:
-        ValueError: when the widths of y, bias and x differ.
+        ValueError: when y is not `[k, batch, units]`, or the widths of y, bias and x differ.
     """
+    shape = tf.TensorShape(y.shape)
+    if shape.rank not in (None, 3):
+        raise ValueError(f"y must be [k, batch, units] (rank 3); got shape {tuple(shape)}.")
     _check_widths(y=y, bias=bias, x=x)
     kernel = _bernoulli_log_prob if needs_gradients() else _bernoulli_forward
     return kernel(y, tf.cast(bias, tf.float32), tf.cast(x, tf.float32))
