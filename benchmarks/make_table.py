@@ -97,11 +97,9 @@ def throughput_section():
 
 
 def _float32_targets(r):
-    """A sentence on the targets in float32 alone, when the precision benchmark does not keep
-    bfloat16 for training and a target's best configuration is bfloat16."""
+    """A sentence on the targets in float32 alone, when a target's best configuration is bfloat16,
+    with the precision benchmark's verdict on bfloat16 training."""
     precision = _load("precision")
-    if not precision or precision["bf16_training_kept"]:
-        return ""
     parts = []
     for key, target in r["targets"].items():
         if target["at"]["best_config"] != "bfloat16":
@@ -111,8 +109,12 @@ def _float32_targets(r):
                    for c in r["cases"] if c["model"] == "iwae" and c["num_samples"] == k
                    for name, run in c["configs"].items() if name != "bfloat16")
         parts.append(f"IWAE k={k} {best[0]:.0%} ({best[1]} layer(s), batch {best[2]}, {best[3]})")
-    return (" bfloat16 training is not kept by the precision benchmark below; in float32 alone: "
-            + "; ".join(parts) + ".") if parts else ""
+    if not parts:
+        return ""
+    verdict = ("" if not precision else " bfloat16 training is "
+               f"{'' if precision['bf16_training_kept'] else 'not '}kept by the precision "
+               "benchmark below;")
+    return verdict + " in float32 alone: " + "; ".join(parts) + "."
 
 
 def eval_time_section():
@@ -141,8 +143,21 @@ def precision_section():
             + f" (tolerance {r['tolerance_nats']} nats, for training or the seed's effect if "
             f"larger: bfloat16 "
             f"{'kept' if r['bf16_training_kept'] else 'not kept'} for training, "
-            f"{'kept' if r['bf16_evaluation_kept'] else 'not kept'} for evaluation).", "",
-            f"Command: {_command(r)}", ""]
+            f"{'kept' if r['bf16_evaluation_kept'] else 'not kept'} for evaluation)."
+            + _training_margin(r), "", f"Command: {_command(r)}", ""]
+
+
+def _training_margin(r):
+    """A warning when the training verdict rests on less than 0.05 nats against the seed's effect."""
+    if "float32_seed_effect_nats" not in r:
+        return ""
+    margin = (max(r["tolerance_nats"], abs(r["float32_seed_effect_nats"]))
+              - abs(r["bf16_training_effect_nats"]))
+    if abs(margin) >= 0.05:
+        return ""
+    return (f" The training verdict rests on a margin of {abs(margin):.3f} nats, less than one "
+            "pair of seeds can resolve: bfloat16 training moves the NLL about as much as a change "
+            "of seed.")
 
 
 def aae_section():

@@ -52,16 +52,16 @@ def log_likelihood(model, data, num_samples=5000, chunk_size=None, batch_size=10
         data: a `tf.data.Dataset` of images or (images, labels), or an array of images in [0, 1].
         num_samples: k >= 1.
         chunk_size: samples per chunk (default: as many as keep chunk * batch near
-            `CHUNK_ROWS` = 5,000 rows; on 2 CPU cores the test set's k = 5000 estimate took as
-            long as with 25,000 rows in float32 with one layer, 7% less with two and 19% less in
-            bfloat16, and 30% less memory: benchmarks/results/eval_time.json).
+            `CHUNK_ROWS` = 5,000 rows; on 2 CPU cores 10,000 or 20,000 rows were no faster within
+            the noise of repeated runs, bfloat16 two layers and float32 one layer, and took more
+            memory).
         batch_size: batch size when `data` is an array.
         seed: integer seed of the proposal samples.
         precision: None (the model's own), "float32", or "mixed_bfloat16" (matrix products in
-            bfloat16, bias, activations and log weights in float32 in fused kernels
-            (`tfaae.fused`): on a 2-core CPU with AMX 1.3x faster than float32 for one stochastic
-            layer, 1.1x for two, benchmarks/results/eval_time.json; see
-            benchmarks/results/precision.json for its effect on the estimate).
+            bfloat16, bias, activations and log weights in float32; see
+            benchmarks/results/eval_time.json for the speed on a 2-core CPU with AMX and
+            benchmarks/results/precision.json for its effect on the estimate). Either way the
+            element-wise work runs in the forward-only fused kernels (`tfaae.fused`).
 
     Returns:
         float64 NumPy array `[N]` of log p(x) estimates, in nats.
@@ -143,10 +143,9 @@ def _estimator(model):
         def batch_estimate(x, chunk, num_chunks, remainder):
             m = model_ref()
             x = validation.assert_unit_interval(validation.flatten_images(x, m.image_shape))
-            # Fused kernels with bfloat16 matmuls only: in float32 oneDNN's matmul + bias + tanh
-            # was faster without a gradient (eval_time.py: 147 s against 171 s, one layer). Not
-            # exported: serving traces `log_likelihood_estimate` itself.
-            with fused.enabled(m.compute_dtype == "bfloat16", gradients=False):
+            # The forward-only fused kernels, in both precisions. Not exported: serving traces
+            # `log_likelihood_estimate` itself.
+            with fused.enabled(gradients=False):
                 return log_likelihood_estimate(m, x, chunk, num_chunks, remainder, seed=generator)
 
         _ESTIMATORS[model] = (batch_estimate, generator)

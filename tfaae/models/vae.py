@@ -15,7 +15,7 @@ import tensorflow_probability as tfp
 
 from tfaae import bounds, fused, random, validation
 from tfaae.models.base import ImageModel
-from tfaae.networks import as_float32, burda_networks
+from tfaae.networks import GaussianMLP, as_float32, burda_networks
 
 tfd = tfp.distributions
 
@@ -129,18 +129,16 @@ class VAE(ImageModel):
         """
         k, batch = num_samples, tf.shape(x)[0]
         seed = self.seed_generator if seed is None else seed
+        if not stop_proposal_gradient and self._evaluates_fused():
+            return self._fused_log_weights(x, k, seed, shared_noise)
         samples, log_q = [], 0.0
         for i, layer in enumerate(self.encoder):
             inputs = x if i == 0 else self._flatten(samples[-1], k, batch)
             mean, log_std = as_float32(layer(inputs))
             if i > 0:
                 mean, log_std = self._unflatten(mean, k, batch), self._unflatten(log_std, k, batch)
-            layer_seed, width = random.fold_in(seed, i), tf.shape(mean)[-1]
-            if shared_noise:
-                noise = random.normal(tf.stack([k, 1, width]), layer_seed)
-            else:  # an example's noise is the same on one device as under tf.distribute.
-                noise = random.replica_rows(
-                    lambda n: random.normal(tf.stack([k, n, width]), layer_seed), batch, axis=1)
+            noise = self._noise(random.normal, k, batch, tf.shape(mean)[-1],
+                                random.fold_in(seed, i), shared_noise)
             h = mean + tf.exp(log_std) * noise
             if stop_proposal_gradient:
                 if i == 0:
@@ -166,6 +164,45 @@ class VAE(ImageModel):
                 logits = self._unflatten(as_float32(layer(self._flatten(samples[0], k, batch))), k, batch)
                 log_px = bounds.bernoulli_log_likelihood(x, logits)
         kl = log_q - log_p
+        return {"log_w": log_px - kl, "log_px": log_px, "kl": kl}
+
+    @staticmethod
+    def _noise(draw, k, batch, width, seed, shared_noise):
+        """`[k, batch, width]` (`[k, 1, width]` if shared) noise from `draw(shape, seed)`."""
+        if shared_noise:
+            return draw(tf.stack([k, 1, width]), seed)
+        # an example's noise is the same on one device as under tf.distribute.
+        return random.replica_rows(lambda n: draw(tf.stack([k, n, width]), seed), batch, axis=1)
+
+    def _evaluates_fused(self):
+        """Whether `log_weights` takes the forward-only fused path: inside
+        `fused.enabled(gradients=False)`, with Gaussian MLP layers and a decoder with `log_prob`."""
+        return (fused.is_enabled() and not fused.needs_gradients()
+                and all(isinstance(l, GaussianMLP) for l in self.encoder + self.decoder[:-1])
+                and hasattr(self.decoder[-1], "log_prob"))
+
+    def _fused_log_weights(self, x, k, seed, shared_noise):
+        """`log_weights` for evaluation: the same estimator in fewer passes, its own noise stream.
+
+        Each Gaussian layer's two heads run as one matmul; sampling, log q and (top layer) the
+        prior take one kernel, the noise drawn as uniform bits (`tfaae.fused.gaussian_sample`);
+        each p(h_{l-1}|h_l) one kernel (`tfaae.fused.gaussian_log_prob`).
+        """
+        batch = tf.shape(x)[0]
+        samples, codes, kl = [], [x], 0.0  # codes: the samples in the compute dtype, flat.
+        for i, layer in enumerate(self.encoder):
+            y, bias = layer.joined_heads(codes[-1])
+            bits = self._noise(random.uniform_bits, k, batch, layer.units, random.fold_in(seed, i),
+                               shared_noise)
+            h, code, log_q = fused.gaussian_sample(y if i == 0 else self._unflatten(y, k, batch),
+                                                   bias, bits, i == self.num_layers - 1)
+            samples.append(h)
+            codes.append(self._flatten(code, k, batch))
+            kl += log_q
+        for j, layer in enumerate(self.decoder[:-1]):
+            y, bias = layer.joined_heads(codes[-1 - j])
+            kl -= fused.gaussian_log_prob(self._unflatten(y, k, batch), bias, samples[-2 - j])
+        log_px = self.decoder[-1].log_prob(self._unflatten(codes[1], k, batch), x)
         return {"log_w": log_px - kl, "log_px": log_px, "kl": kl}
 
     def bound(self, log_weights):
