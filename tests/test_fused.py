@@ -164,6 +164,10 @@ def test_bad_arguments_get_clear_errors():
         fused.bernoulli_log_prob(tf.zeros([2, 3, 5]), tf.zeros([5]), tf.zeros([3, 6]))
     with pytest.raises(ValueError, match="2d.* for bits of width d; got 8 columns and bits of width 3"):
         fused.gaussian_sample(tf.zeros([2, 8]), tf.zeros([8]), tf.zeros([1, 2, 3], tf.uint32))
+    with pytest.raises(TypeError, match="bits must be uint32 words .*; got int32"):
+        random.normal_from_bits(tf.constant([1, 2]))
+    with pytest.raises(TypeError, match="bits must be uint32 words .*; got float32"):
+        fused.gaussian_sample(tf.zeros([2, 6]), tf.zeros([6]), tf.zeros([1, 2, 3]))
     with pytest.raises(ValueError, match="got 7 columns and target of width 3"):
         fused.gaussian_log_prob(tf.zeros([1, 2, 7]), tf.zeros([7]), tf.zeros([1, 2, 3]))
 

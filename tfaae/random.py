@@ -87,9 +87,15 @@ def normal_from_bits(bits):
     Returns:
         float32 tensor of bits's shape.
 
+    Raises:
+        TypeError: when bits are not uint32.
+
     Example:
         >>> z = normal_from_bits(uniform_bits([1000], 7))   # ~ N(0, 1), the same in every run.
     """
+    bits = tf.convert_to_tensor(bits)
+    if bits.dtype != tf.uint32:
+        raise TypeError(f"bits must be uint32 words (e.g. from uniform_bits); got {bits.dtype.name}.")
     cells = tf.cast(tf.bitwise.right_shift(bits, tf.constant(9, tf.uint32)), tf.float32)
     return tf.math.ndtri((cells + 0.5) * 2.0 ** -23)
 
