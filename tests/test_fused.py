@@ -54,10 +54,18 @@ def test_bias_activation_matches_plain_ops(rng, activation, dtype, tol):
     np.testing.assert_allclose(gb, eb, rtol=tol, atol=tol * 10)
 
 
+def _plain_normals_from_bits(monkeypatch):
+    """Makes the plain path draw its normals from the uniform words the fused kernels use."""
+    monkeypatch.setattr(random, "normal", lambda shape, seed, dtype=tf.float32:
+                        random.normal_from_bits(random.uniform_bits(shape, seed)))
+
+
 @pytest.mark.parametrize("layers", [1, 2])
-def test_model_log_weights_and_gradients_equal_with_and_without_fusion(binary_test, layers):
+def test_model_log_weights_and_gradients_equal_with_and_without_fusion(binary_test, monkeypatch,
+                                                                        layers):
     model = small_model(tfaae.IWAE, layers, num_samples=4)
     x = tf.reshape(binary_test[:6], [6, -1])
+    _plain_normals_from_bits(monkeypatch)  # the same noise on both paths.
 
     def run(on):
         with fused.enabled(on), tf.GradientTape() as tape:
@@ -117,6 +125,63 @@ def test_gaussian_sample_matches_the_formulas(rng, leading, subtract_prior):
     np.testing.assert_allclose(log_q, expected, rtol=1e-5, atol=1e-4)
 
 
+def _weighted_sum(outputs):
+    """A scalar with a distinct weight per entry of each output (so every gradient entry counts)."""
+    return sum(tf.reduce_sum(tf.cast(t, tf.float64) * tf.reshape(
+        tf.linspace(tf.constant(0.5 + i, tf.float64), 1.5 + i, tf.size(t)), tf.shape(t)))
+               for i, t in enumerate(outputs))
+
+
+@pytest.mark.parametrize("leading", [(3, 5), (5,)])
+@pytest.mark.parametrize("subtract_prior", [False, True])
+def test_gaussian_sample_gradient_is_the_reparameterised_one(rng, leading, subtract_prior):
+    y = rng.normal(0, 1, leading + (8,)).astype(np.float32)
+    b = rng.normal(0, 0.5, 8).astype(np.float32)
+    bits = _bits(rng, (3, 5, 4))
+    noise = _normal_from_bits_float64(bits)
+
+    def reference(y, b):  # h = mean + std * noise through tfp's densities, in float64.
+        z = y + b
+        mean, std = z[..., :4], tf.exp(z[..., 4:])
+        h = mean + std * noise
+        log_q = tf.reduce_sum(tfd.Normal(mean, std).log_prob(h), -1)
+        if subtract_prior:
+            log_q -= tf.reduce_sum(tfd.Normal(np.float64(0), np.float64(1)).log_prob(h), -1)
+        return h, h, log_q
+
+    grads = {}
+    for name, fn, dtype in [("fused", lambda y, b: fused.gaussian_sample(y, b, bits, subtract_prior),
+                             np.float32), ("reference", reference, np.float64)]:
+        variables = [tf.Variable(y.astype(dtype)), tf.Variable(b.astype(dtype))]
+        with fused.enabled(), tf.GradientTape() as tape:
+            loss = _weighted_sum(fn(*variables))
+        grads[name] = tape.gradient(loss, variables)
+    for got, expected in zip(grads["fused"], grads["reference"]):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    # Outputs left unused get no gradient of their own (zeros, not an error).
+    variables = [tf.Variable(y), tf.Variable(b)]
+    with fused.enabled(), tf.GradientTape() as tape:
+        loss = tf.reduce_sum(fused.gaussian_sample(*variables, bits, subtract_prior)[2])
+    assert all(np.isfinite(g.numpy()).all() for g in tape.gradient(loss, variables))
+
+
+def test_gaussian_log_prob_gradient_matches_tfp(rng):
+    y = rng.normal(0, 1, (3, 5, 12)).astype(np.float32)
+    b = rng.normal(0, 0.5, 12).astype(np.float32)
+    target = rng.normal(0, 2, (3, 5, 6)).astype(np.float32)
+
+    def reference(y, b, target):
+        z = y + b
+        return tf.reduce_sum(tfd.Normal(z[..., :6], tf.exp(z[..., 6:])).log_prob(target), -1)
+
+    value, grads = _values_and_grads(fused.gaussian_log_prob, y, b, target)
+    expected, expected_grads = _values_and_grads(reference, *(a.astype(np.float64)
+                                                              for a in (y, b, target)))
+    np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-4)
+    for got, want in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_gaussian_log_prob_matches_tfp(rng):
     y = rng.normal(0, 1, (3, 5, 12)).astype(np.float32)
     b = rng.normal(0, 0.5, 12).astype(np.float32)
@@ -136,9 +201,7 @@ def test_the_evaluation_path_gives_the_plain_log_weights_for_the_same_noise(
     seed = tf.constant([5, 0], tf.int64)
     with fused.enabled(gradients=False):
         fast = model.log_weights(x, 7, seed=seed, shared_noise=shared_noise)
-    # The plain path (tfp's Normal for p(h1|h2)) drawing its normals from the same bits.
-    monkeypatch.setattr(random, "normal",
-                        lambda shape, seed: random.normal_from_bits(random.uniform_bits(shape, seed)))
+    _plain_normals_from_bits(monkeypatch)  # the plain path (tfp's Normal for p(h1|h2)).
     plain = model.log_weights(x, 7, seed=seed, shared_noise=shared_noise)
     for name in ("log_w", "log_px", "kl"):
         assert fast[name].shape == (7, 6)
@@ -206,8 +269,11 @@ def test_train_step_traces_the_fused_kernels_and_export_does_not(binary_train, t
     model.compile(optimizer="adam")
     x = tf.reshape(binary_train[:8], [8, -1])
     graph = tf.function(model.train_step).get_concrete_function(x).graph
-    xla = [f for f in graph.as_graph_def().library.function if f.attr["_XlaMustCompile"].b]
+    library = graph.as_graph_def().library.function
+    xla = [f for f in library if f.attr["_XlaMustCompile"].b]
     assert xla, "the train step should use the XLA-fused kernels"
+    ops = {n.op for n in graph.as_graph_def().node} | {n.op for f in library for n in f.node_def}
+    assert "StatelessRandomUniformFullIntV2" in ops and "StatelessRandomNormalV2" not in ops
     path = tfaae.export(model, tmp_path / "m" / "1")
     loaded = tf.saved_model.load(str(path))
     for name, signature in loaded.signatures.items():

@@ -11,13 +11,15 @@ kernel per direction (`tf.function(jit_compile=True)`), reading the matmul's out
 
 each with a hand-written gradient that also returns the bias gradient (the column sum), so no
 separate `BiasAddGrad` pass runs; the Bernoulli kernel's forward pass keeps the residual
-x - sigmoid(l) its gradient needs. Without gradients (`enabled(gradients=False)`: `test_step` and
-`tfaae.evaluation.log_likelihood`) two more forward-only kernels serve a Gaussian stochastic layer
+x - sigmoid(l) its gradient needs (without gradients, `enabled(gradients=False)`: `test_step` and
+`tfaae.evaluation.log_likelihood`, it keeps nothing). Two more serve a Gaussian stochastic layer
 whose mean and log-std heads ran as one matmul:
 
 * `gaussian_sample(y, bias, bits)`: h = mean + std * noise with the noise drawn from uniform bits
-  (`tfaae.random.normal_from_bits`), and log q(h);
+  (`tfaae.random.normal_from_bits`), and log q(h) (minus the prior's log N(h; 0, I) on top);
 * `gaussian_log_prob(y, bias, target)`: log N(target; mean, std^2), summed over units.
+
+Their gradients are kernels too.
 
 They are used only inside `enabled()` (the VAE/IWAE train and test steps and
 `tfaae.evaluation.log_likelihood` enter it): graphs exported for serving keep plain TF ops, since
@@ -231,15 +233,48 @@ def _standard_log_density(z, log_std):
     return _row_sum(-0.5 * tf.square(z) - log_std) - int(z.shape[-1]) * _HALF_LOG_2PI
 
 
-@tf.function(jit_compile=True)
-def _gaussian_sample(y, bias, bits, subtract_prior):
+def _sample_and_density(y, bias, bits, subtract_prior):
     mean, log_std = _heads(y, bias)
     noise = random.normal_from_bits(bits)
     h = mean + tf.exp(log_std) * noise
     log_density = _standard_log_density(noise, log_std)
     if subtract_prior:  # log N(h; 0, I)
         log_density -= _standard_log_density(h, 0.0)
-    return h, tf.cast(h, y.dtype), log_density
+    return h, tf.cast(h, y.dtype), log_density, noise
+
+
+@tf.function(jit_compile=True)
+def _gaussian_sample(y, bias, bits, subtract_prior):
+    return _sample_and_density(y, bias, bits, subtract_prior)[:3]
+
+
+@tf.function(jit_compile=True)
+def _gaussian_sample_with_noise(y, bias, bits, subtract_prior):
+    return _sample_and_density(y, bias, bits, subtract_prior)
+
+
+def _reduce_to(grad, y):
+    """(grad summed over the samples when y is per example, in y's dtype; its column sums)."""
+    if y.shape.rank < grad.shape.rank:  # y [batch, 2d] served every sample [k, batch, 2d].
+        grad = tf.reduce_sum(grad, 0)
+    return tf.cast(grad, y.dtype), tf.reduce_sum(tf.reshape(grad, [-1, grad.shape[-1]]), 0)
+
+
+@tf.function(jit_compile=True)
+def _gaussian_sample_backward(y, bias, noise, h, grad_h, grad_code, grad_density, subtract_prior):
+    """d/d(mean) = g_h (+ g_density h for the prior); d/d(log_std) = that * std * noise - g_density
+    (log q's value is -noise^2/2 - log_std with the noise fixed: Kingma & Welling 2014, eq. 10)."""
+    _, log_std = _heads(y, bias)
+    grad_density = grad_density[..., None]
+    grad_mean = grad_h + tf.cast(grad_code, tf.float32)
+    if subtract_prior:
+        grad_mean += grad_density * h
+    grad_log_std = grad_mean * tf.exp(log_std) * noise - grad_density
+    return _reduce_to(tf.concat([grad_mean, grad_log_std], -1), y)
+
+
+def _zeros_if_none(grad, like):
+    return tf.zeros_like(like) if grad is None else grad
 
 
 def gaussian_sample(y, bias, bits, subtract_prior=False):
@@ -248,8 +283,9 @@ def gaussian_sample(y, bias, bits, subtract_prior=False):
     mean | log_std = y + bias (the two heads' matmul output, joined), noise = Phi^-1(u) from the
     words `bits` (`tfaae.random.normal_from_bits`), h = mean + exp(log_std) * noise and
     log q(h) = sum_j -noise_j^2 / 2 - log_std_j - log(2 pi) / 2 (Burda et al. 2016,
-    arXiv 1509.00519, eq. 8's q, as `tfaae.bounds.reparameterized_normal_log_prob`). Forward only:
-    for evaluation (`enabled(gradients=False)`).
+    arXiv 1509.00519, eq. 8's q, as `tfaae.bounds.reparameterized_normal_log_prob`). Under
+    `enabled(gradients=True)` (training) it has the reparameterised gradient (the noise fixed),
+    one more kernel, for which the forward kernel also returns the noise.
 
     Args:
         y: `[batch, 2d]` or `[k, batch, 2d]` matmul output without bias, float32 or bfloat16.
@@ -271,7 +307,22 @@ def gaussian_sample(y, bias, bits, subtract_prior=False):
         ...                               random.uniform_bits([5, 4, 3], 0))   # N(0, I) samples
     """
     _check_heads(y, bias, "bits", bits)
-    return _gaussian_sample(y, tf.cast(bias, tf.float32), bits, bool(subtract_prior))
+    subtract_prior = bool(subtract_prior)
+    if not needs_gradients():
+        return _gaussian_sample(y, tf.cast(bias, tf.float32), bits, subtract_prior)
+
+    @tf.custom_gradient
+    def kernel(y, bias):
+        h, code, log_density, noise = _gaussian_sample_with_noise(y, bias, bits, subtract_prior)
+
+        def grad(grad_h, grad_code, grad_density):
+            return _gaussian_sample_backward(
+                y, bias, noise, h, _zeros_if_none(grad_h, h), _zeros_if_none(grad_code, code),
+                _zeros_if_none(grad_density, log_density), subtract_prior)
+
+        return (h, code, log_density), grad
+
+    return kernel(y, tf.cast(bias, tf.float32))
 
 
 @tf.function(jit_compile=True)
@@ -280,11 +331,23 @@ def _gaussian_log_prob(y, bias, target):
     return _standard_log_density((target - mean) * tf.exp(-log_std), log_std)
 
 
+@tf.function(jit_compile=True)
+def _gaussian_log_prob_backward(y, bias, target, upstream):
+    """With z = (t - mean) / std: d/d(mean) = z / std, d/d(log_std) = z^2 - 1, d/dt = -z / std."""
+    mean, log_std = _heads(y, bias)
+    inverse_std = tf.exp(-log_std)
+    z = (target - mean) * inverse_std
+    grad_mean = upstream[..., None] * z * inverse_std
+    grad_y, grad_bias = _reduce_to(tf.concat([grad_mean, upstream[..., None] * (tf.square(z) - 1.0)],
+                                             -1), y)
+    return grad_y, grad_bias, -grad_mean
+
+
 def gaussian_log_prob(y, bias, target):
     """log N(target; mean, exp(log_std)^2) summed over units, mean | log_std = y + bias, one kernel.
 
-    Forward only, for evaluation (`enabled(gradients=False)`): the conditional p(h_{l-1}|h_l) of a
-    Gaussian decoder layer (Burda et al. 2016, arXiv 1509.00519, section 5).
+    The conditional p(h_{l-1}|h_l) of a Gaussian decoder layer (Burda et al. 2016, arXiv 1509.00519,
+    section 5); its gradient (of y, bias and target) recomputes the standardised residual.
 
     Args:
         y: `[k, batch, 2d]` matmul output of the joined heads without bias, float32 or bfloat16.
@@ -298,4 +361,10 @@ def gaussian_log_prob(y, bias, target):
         ValueError: when the widths of y, bias and target do not agree.
     """
     _check_heads(y, bias, "target", target)
-    return _gaussian_log_prob(y, tf.cast(bias, tf.float32), tf.cast(target, tf.float32))
+
+    @tf.custom_gradient
+    def kernel(y, bias, target):
+        return (_gaussian_log_prob(y, bias, target),
+                lambda upstream: _gaussian_log_prob_backward(y, bias, target, upstream))
+
+    return kernel(y, tf.cast(bias, tf.float32), tf.cast(target, tf.float32))

@@ -129,7 +129,7 @@ class VAE(ImageModel):
         """
         k, batch = num_samples, tf.shape(x)[0]
         seed = self.seed_generator if seed is None else seed
-        if not stop_proposal_gradient and self._evaluates_fused():
+        if not stop_proposal_gradient and self._uses_fused_kernels():
             return self._fused_log_weights(x, k, seed, shared_noise)
         samples, log_q = [], 0.0
         for i, layer in enumerate(self.encoder):
@@ -174,19 +174,21 @@ class VAE(ImageModel):
         # an example's noise is the same on one device as under tf.distribute.
         return random.replica_rows(lambda n: draw(tf.stack([k, n, width]), seed), batch, axis=1)
 
-    def _evaluates_fused(self):
-        """Whether `log_weights` takes the forward-only fused path: inside
-        `fused.enabled(gradients=False)`, with Gaussian MLP layers and a decoder with `log_prob`."""
-        return (fused.is_enabled() and not fused.needs_gradients()
+    def _uses_fused_kernels(self):
+        """Whether `log_weights` takes the fused path: inside `fused.enabled()` (the train and test
+        steps without `jit_compile`, the evaluation), with Gaussian MLP layers and a decoder with
+        `log_prob`."""
+        return (fused.is_enabled()
                 and all(isinstance(l, GaussianMLP) for l in self.encoder + self.decoder[:-1])
                 and hasattr(self.decoder[-1], "log_prob"))
 
     def _fused_log_weights(self, x, k, seed, shared_noise):
-        """`log_weights` for evaluation: the same estimator in fewer passes, its own noise stream.
+        """`log_weights` in fewer passes: the same estimator and gradient, its own noise stream.
 
         Each Gaussian layer's two heads run as one matmul; sampling, log q and (top layer) the
         prior take one kernel, the noise drawn as uniform bits (`tfaae.fused.gaussian_sample`);
-        each p(h_{l-1}|h_l) one kernel (`tfaae.fused.gaussian_log_prob`).
+        each p(h_{l-1}|h_l) one kernel (`tfaae.fused.gaussian_log_prob`); in training each has
+        a kernel for its gradient too.
         """
         batch = tf.shape(x)[0]
         samples, codes, kl = [], [x], 0.0  # codes: the samples in the compute dtype, flat.
