@@ -137,7 +137,7 @@ class GaussianMLP(_MLPHead):
     def joined_heads(self, inputs):
         """Both heads in one matmul, without their biases: (h W, b) with W = [W_mean | W_log_std].
 
-        For the forward-only kernels `tfaae.fused.gaussian_sample` and `gaussian_log_prob`, which
+        For the fused kernels `tfaae.fused.gaussian_sample` and `gaussian_log_prob`, which
         add the biases b = [b_mean | b_log_std] and split the columns.
 
         Args:
