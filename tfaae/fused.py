@@ -233,24 +233,17 @@ def _standard_log_density(z, log_std):
     return _row_sum(-0.5 * tf.square(z) - log_std) - int(z.shape[-1]) * _HALF_LOG_2PI
 
 
-def _sample_and_density(y, bias, bits, subtract_prior):
+@tf.function(jit_compile=True)
+def _gaussian_sample(y, bias, bits, subtract_prior, keep_noise):
+    """(h, h in y's dtype, log q(h) [- log p(h)]) and, if `keep_noise`, the noise for the gradient."""
     mean, log_std = _heads(y, bias)
     noise = random.normal_from_bits(bits)
     h = mean + tf.exp(log_std) * noise
     log_density = _standard_log_density(noise, log_std)
     if subtract_prior:  # log N(h; 0, I)
         log_density -= _standard_log_density(h, 0.0)
-    return h, tf.cast(h, y.dtype), log_density, noise
-
-
-@tf.function(jit_compile=True)
-def _gaussian_sample(y, bias, bits, subtract_prior):
-    return _sample_and_density(y, bias, bits, subtract_prior)[:3]
-
-
-@tf.function(jit_compile=True)
-def _gaussian_sample_with_noise(y, bias, bits, subtract_prior):
-    return _sample_and_density(y, bias, bits, subtract_prior)
+    outputs = (h, tf.cast(h, y.dtype), log_density)
+    return outputs + (noise,) if keep_noise else outputs
 
 
 def _reduce_to(grad, y):
@@ -309,11 +302,11 @@ def gaussian_sample(y, bias, bits, subtract_prior=False):
     _check_heads(y, bias, "bits", bits)
     subtract_prior = bool(subtract_prior)
     if not needs_gradients():
-        return _gaussian_sample(y, tf.cast(bias, tf.float32), bits, subtract_prior)
+        return _gaussian_sample(y, tf.cast(bias, tf.float32), bits, subtract_prior, False)
 
     @tf.custom_gradient
     def kernel(y, bias):
-        h, code, log_density, noise = _gaussian_sample_with_noise(y, bias, bits, subtract_prior)
+        h, code, log_density, noise = _gaussian_sample(y, bias, bits, subtract_prior, True)
 
         def grad(grad_h, grad_code, grad_density):
             return _gaussian_sample_backward(
