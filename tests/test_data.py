@@ -127,6 +127,58 @@ def test_dynamic_binarization_is_fresh_each_pass_and_seeded():
     np.testing.assert_array_equal(first, again)
 
 
+def test_dynamic_binarization_follows_each_pixels_grey_level_with_labels_in_step():
+    # 21 grey patterns of 4x3x1 (a channel axis), each repeated 40 times and labeled by its
+    # pattern; batches of 64 with a partial last one. Over the passes, the pixel frequencies of
+    # the images of each label must match that label's pattern: the label travels with its image.
+    rng = np.random.default_rng(3)
+    patterns = rng.random((21, 4, 3, 1)).astype(np.float32)
+    labels = np.repeat(np.arange(21), 40)
+    ds = data.make_dataset(patterns[labels], labels, batch_size=64, binarization="dynamic",
+                           shuffle=True, seed=1)
+    assert int(ds.cardinality()) == 14
+    passes = 20
+    sums, orders = np.zeros_like(patterns), []
+    for _ in range(passes):
+        batches = list(ds.as_numpy_iterator())
+        assert [len(b[0]) for b in batches] == [64] * 13 + [8]
+        order = np.concatenate([b[1] for b in batches])
+        np.testing.assert_array_equal(np.sort(order), labels)
+        np.add.at(sums, order, np.concatenate([b[0] for b in batches]))
+        orders.append(tuple(order))
+    assert len(set(orders)) == passes, "each pass must reshuffle"
+    # Binomial(800, p) frequencies: within 5 standard deviations of each pixel's grey level.
+    draws = 40 * passes
+    std = np.sqrt(patterns * (1 - patterns) / draws)
+    assert np.all(np.abs(sums / draws - patterns) <= 5 * std + 1e-6)
+
+
+def test_dataset_batches_are_gathered_rows_with_static_shape_when_dropping_the_rest():
+    x = np.arange(45 * 6, dtype=np.float32).reshape(45, 6) / 270
+    ds = data.make_dataset(x, np.arange(45), batch_size=10, binarization="none", shuffle=True,
+                           seed=2, drop_remainder=True)
+    assert ds.element_spec[0].shape.as_list() == [10, 6] and int(ds.cardinality()) == 4
+    for images, labels in ds.as_numpy_iterator():
+        np.testing.assert_array_equal(images, x[labels])
+    in_order = np.concatenate(list(data.make_dataset(x, batch_size=10, binarization="none")))
+    np.testing.assert_array_equal(in_order, x)
+
+
+def test_epochs_are_functions_of_seed_and_epoch():
+    grey = np.random.default_rng(4).random((23, 5)).astype(np.float32)
+    every = list(data.make_epochs(grey, np.arange(23), batch_size=5, seed=3, epochs=3))
+    resumed = list(data.make_epochs(grey, np.arange(23), batch_size=5, seed=3, epochs=3,
+                                    first_epoch=1))
+    assert len(every) == 15 and len(resumed) == 10
+    for (x1, y1), (x2, y2) in zip(every[5:], resumed):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(y1, y2)
+    first, second = (np.concatenate([b[1] for b in every[i:i + 5]]) for i in (0, 5))
+    assert sorted(first) == sorted(second) == list(range(23)) and not np.array_equal(first, second)
+    binary = np.concatenate([b[0] for b in every])
+    assert set(np.unique(binary)) == {0.0, 1.0}
+
+
 def test_fixed_binarization_is_the_same_each_pass():
     grey = np.random.default_rng(0).random((40, 6)).astype(np.float32)
     ds = data.make_dataset(grey, batch_size=8, binarization="fixed", seed=2)
