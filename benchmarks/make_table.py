@@ -83,7 +83,7 @@ def throughput_section():
     return ["### Training throughput (2 CPU cores)", "",
             f"Matmul peak measured in the same run: {peak['float32']:.0f} GFLOP/s float32, "
             f"{peak['bfloat16']:.0f} GFLOP/s bfloat16 ({r['machine']['cpu']}, "
-            f"{r['machine']['cores']} cores). GFLOP/s counts the matrix products of a training "
+            f"{r['machine']['cores']} cores, {r['date']}). GFLOP/s counts the matrix products of a training "
             "step exactly; the fraction is of the float32 peak."
             + (" Each case and configuration runs in a fresh process, as one training job would;"
                if r.get("process_per_configuration") else "")
@@ -125,6 +125,7 @@ def eval_time_section():
             f"{c['rss_increase_mib']} |" for c in r["cases"]]
     return [f"### k = 5000 evaluation of the {r['examples']:,} test images (target "
             f"<= {r['target_seconds']} s)", "",
+            f"Measured on {r['machine']['cpu']} ({r['machine']['cores']} cores), {r['date']}.", "",
             "| layers | precision | seconds | peak RSS (MiB) | RSS increase (MiB) |",
             "| --- | --- | --- | --- | --- |", *rows, "", f"Command: {_command(r)}", ""]
 
