@@ -130,6 +130,22 @@ def eval_time_section():
             "| --- | --- | --- | --- | --- |", *rows, "", f"Command: {_command(r)}", ""]
 
 
+def pipeline_section():
+    r = _load("pipeline")
+    if not r:
+        return []
+    rows = [f"| `{name}` | {v['cpu_ms_per_batch']:.2f} | {v['wall_ms_per_batch']:.2f} |"
+            for name, v in r["pipelines"].items()]
+    return [f"### Input pipeline: CPU time per batch of {r['batch_size']} MNIST images", "",
+            f"Measured on {r['machine']['cpu']} ({r['machine']['cores']} cores), {r['date']}; "
+            "each pipeline read inside a `tf.function` loop, best of "
+            f"{r['repeats']} rounds of {r['batches_per_round']} batches. On 2 cores the "
+            "pipeline's CPU time is taken from training. `textbook`: per-example shuffle and "
+            "batch, then TensorFlow's Philox uniforms per batch (tfaae's pipeline before).", "",
+            "| pipeline | CPU ms | wall ms |", "| --- | --- | --- |", *rows, "",
+            f"Command: {_command(r)}", ""]
+
+
 def precision_section():
     r = _load("precision")
     if not r:
@@ -275,7 +291,8 @@ def serving_section():
 
 
 def render():
-    sections = (nll_section() + table2_section() + throughput_section() + eval_time_section()
+    sections = (nll_section() + table2_section() + throughput_section() + pipeline_section()
+                + eval_time_section()
                 + precision_section() + aae_section() + serving_section() + categorical_section())
     if not sections:
         return "No benchmark results are committed yet."
