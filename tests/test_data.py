@@ -147,6 +147,8 @@ def test_dynamic_binarization_follows_each_pixels_grey_level_with_labels_in_step
         np.add.at(sums, order, np.concatenate([b[0] for b in batches]))
         orders.append(tuple(order))
     assert len(set(orders)) == passes, "each pass must reshuffle"
+    repeated = np.concatenate([b[1] for b in ds.repeat(2).as_numpy_iterator()])
+    assert not np.array_equal(repeated[:840], repeated[840:]), "so must each pass of a repeat"
     # Binomial(800, p) frequencies: within 5 standard deviations of each pixel's grey level.
     draws = 40 * passes
     std = np.sqrt(patterns * (1 - patterns) / draws)
