@@ -199,7 +199,7 @@ def aae_section():
     if r:
         lines += ["### Adversarial autoencoder: training throughput (all three phases)", "",
                   f"Float32 matmul peak measured in the same run: {r['matmul_peak_gflops']['float32']:.0f} "
-                  "GFLOP/s.", "", "| posterior | preset | batch | examples/s | GFLOP/s | of peak | "
+                  f"GFLOP/s ({r['machine']['cpu']}, {r['machine']['cores']} cores, {r['date']}).", "", "| posterior | preset | batch | examples/s | GFLOP/s | of peak | "
                   "best configuration |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for c in r["cases"]:
             lines.append(f"| {c['posterior']} | {c['preset']} | {c['batch_size']} | "
