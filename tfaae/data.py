@@ -191,37 +191,6 @@ def _bernoulli(images, seed):
     return tf.cast(draw < images, images.dtype)
 
 
-def _binarize(images, seed, image_rank):
-    """`_bernoulli` on images seen as rows `[n, D]` of their last `image_rank` axes (with a
-    trailing channel axis of 1 as XLA's innermost loop, the draw took twice the time)."""
-    width = math.prod(images.shape[images.shape.rank - image_rank:])
-    return tf.reshape(_bernoulli(tf.reshape(images, [-1, width]), seed), tf.shape(images))
-
-
-def binarize_dynamic(dataset, seed=0):
-    """Maps a batched dataset of [0, 1] images to fresh Bernoulli samples every time it is read.
-
-    Each pass over the dataset draws new binarizations (as in Burda et al. 2016, section 5), and the
-    whole sequence is reproducible from `seed`. (`make_dataset` binarizes blocks of batches
-    with the same sampler, more cheaply than this per-batch map.)
-
-    Args:
-        dataset: a `tf.data.Dataset` of images, or of (images, labels) tuples.
-        seed: integer seed.
-
-    Returns:
-        The mapped dataset.
-    """
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-
-    def sample(element, pair):
-        images = element[0] if isinstance(element, tuple) else element
-        binary = _binarize(images, pair, images.shape.rank - 1)
-        return (binary,) + tuple(element[1:]) if isinstance(element, tuple) else binary
-
-    return tf.data.Dataset.zip(dataset, seeds).map(sample)
-
-
 def _batches(tensors, order, batch_size, drop_remainder, binarize_seed=None):
     """The batches of `tensors` (images, or (images, labels)) in `order`, one element per batch.
 
@@ -231,7 +200,9 @@ def _batches(tensors, order, batch_size, drop_remainder, binarize_seed=None):
     """
     size = tf.shape(order, out_type=tf.int64)[0]
     full = size // batch_size
-    image_rank = (tensors[0] if isinstance(tensors, tuple) else tensors).shape.rank - 1
+    # Binarized as rows [n, D]: with a trailing channel axis of 1 as XLA's innermost loop, the
+    # draw took twice the time.
+    width = math.prod((tensors[0] if isinstance(tensors, tuple) else tensors).shape[1:])
     rows = tf.reshape(order[:full * batch_size], [-1, batch_size])
 
     def gather(index, positions):
@@ -239,8 +210,8 @@ def _batches(tensors, order, batch_size, drop_remainder, binarize_seed=None):
         if binarize_seed is None:
             return element
         images = element[0] if isinstance(element, tuple) else element
-        binary = _binarize(images, tf.random.experimental.stateless_fold_in(
-            binarize_seed, index, alg="philox"), image_rank)
+        seed = tf.random.experimental.stateless_fold_in(binarize_seed, index, alg="philox")
+        binary = tf.reshape(_bernoulli(tf.reshape(images, [-1, width]), seed), tf.shape(images))
         return (binary,) + tuple(element[1:]) if isinstance(element, tuple) else binary
 
     if binarize_seed is None:
@@ -253,6 +224,23 @@ def _batches(tensors, order, batch_size, drop_remainder, binarize_seed=None):
             lambda r: tf.size(r) > 0)
         ds = ds.concatenate(tail.map(lambda r: gather(-1, r)))  # block -1: the tail.
     return ds
+
+
+def _in_memory(images, labels, batch_size, binarization, seed):
+    """Checks the pipeline's arguments; returns the images (binarized once if "fixed"), or
+    (images, int32 labels), as constant tensors.
+
+    Raises:
+        ValueError: for an unknown binarization or a non-positive batch size.
+    """
+    if binarization not in BINARIZATIONS:
+        raise ValueError(f"binarization must be one of {BINARIZATIONS}; got {binarization!r}.")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    if binarization == "fixed":
+        images = binarize_fixed(images, seed)
+    return tf.nest.map_structure(
+        tf.constant, images if labels is None else (images, np.asarray(labels, np.int32)))
 
 
 def _num_batches(size, batch_size, drop_remainder):
@@ -363,28 +351,20 @@ def make_dataset(images, labels=None, batch_size=100, binarization="dynamic", sh
     Raises:
         ValueError: for an unknown binarization or a non-positive batch size.
     """
-    if binarization not in BINARIZATIONS:
-        raise ValueError(f"binarization must be one of {BINARIZATIONS}; got {binarization!r}.")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
-    if binarization == "fixed":
-        images = binarize_fixed(images, seed)
-    tensors = tf.nest.map_structure(
-        tf.constant, images if labels is None else (images, np.asarray(labels, np.int32)))
+    tensors = _in_memory(images, labels, batch_size, binarization, seed)
     size = len(images)
-    if not shuffle and binarization != "dynamic":
-        ds = _batches(tensors, tf.range(size, dtype=tf.int64), batch_size, drop_remainder)
-    else:
-        # One seed pair per pass over the data (a new one each time the dataset is read): the
-        # pass's order, and its binarization.
-        def one_pass(pair):
-            order = (tf.random.experimental.stateless_shuffle(tf.range(size, dtype=tf.int64), pair)
-                     if shuffle else tf.range(size, dtype=tf.int64))
-            binarize_seed = pair if binarization == "dynamic" else None
-            return _batches(tensors, order, batch_size, drop_remainder, binarize_seed)
 
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
-        ds = seeds.flat_map(one_pass)
+    # One seed pair per pass over the data (a new one each time the dataset is read): the pass's
+    # order, and its binarization.
+    def one_pass(pair):
+        order = tf.range(size, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, pair)
+        binarize_seed = pair if binarization == "dynamic" else None
+        return _batches(tensors, order, batch_size, drop_remainder, binarize_seed)
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
+    ds = seeds.flat_map(one_pass)
     ds = ds.apply(tf.data.experimental.assert_cardinality(
         _num_batches(size, batch_size, drop_remainder)))
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -419,18 +399,11 @@ def make_epochs(images, labels=None, batch_size=100, binarization="dynamic", see
         >>> len(list(make_epochs(x, batch_size=4, epochs=3, first_epoch=1)))
         6
     """
-    if binarization not in BINARIZATIONS:
-        raise ValueError(f"binarization must be one of {BINARIZATIONS}; got {binarization!r}.")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     if not (isinstance(epochs, (int, np.integer)) and isinstance(first_epoch, (int, np.integer))
             and 0 <= first_epoch <= epochs):
         raise ValueError(f"epochs and first_epoch must be integers with 0 <= first_epoch <= epochs; "
                          f"got epochs={epochs!r}, first_epoch={first_epoch!r}.")
-    if binarization == "fixed":
-        images = binarize_fixed(images, seed)
-    tensors = tf.nest.map_structure(
-        tf.constant, images if labels is None else (images, np.asarray(labels, np.int32)))
+    tensors = _in_memory(images, labels, batch_size, binarization, seed)
     size = len(images)
 
     def epoch_batches(epoch):
