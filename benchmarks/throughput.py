@@ -4,16 +4,22 @@ For each model, k, depth and batch size it trains through `model.fit` on real MN
 binarization (the tf.data pipeline users get) and `tfaae.optimizers.Adam` (as `tfaae train` does),
 and reports examples/s, the achieved GFLOP/s of the matrix products (counted exactly,
 `common.training_flops_per_example`) and the ratio to the float32 matmul peak measured in the same
-run. Each case runs in three execution configurations: float32 graph (the default), float32 XLA
-(`jit_compile=True`) and bfloat16 matmuls (`mixed_bfloat16`); the best is reported next to all
-three. Each case and configuration runs in a fresh worker process, as
+run. Each case runs in five execution configurations: float32 graph (the default), float32 XLA
+(`jit_compile=True`), bfloat16 matmuls (`mixed_bfloat16`), and the float32 and bfloat16 graphs with
+each op on one thread (`-1thread`: `tf.config.threading.set_intra_op_parallelism_threads(1)`, as
+`tfaae train --intra-op-threads 1` sets it; the cores then run independent ops side by side, such
+as a layer's weight and input gradients, instead of splitting each small matmul over both and
+waiting for the slower half); the best is reported next to all five. Each case and configuration
+runs in a fresh worker process, as
 one training job would: in one long-lived process the order mattered (the bfloat16 IWAE k=50 ran
 at 3,548 ex/s when timed first and 2,114-2,760 after the float32 XLA model). Each is timed over
 `--windows` windows of about `--seconds` and the best window counts (as the peak is the best
 matmul); after the warm-up the worker's threads are spread over the cores
-(`common.spread_threads`: this sandbox sometimes keeps a process on one core).
+(`common.spread_threads`: this sandbox sometimes keeps a process on one core). Each window also
+records the cores the worker used (its CPU seconds over the window's seconds): about 1.0 marks a
+window in which the process had one core only.
 
-    python benchmarks/throughput.py            # full grid, ~25 minutes on 2 cores
+    python benchmarks/throughput.py            # full grid, ~30 minutes on 2 cores
     python benchmarks/throughput.py --quick    # one case per configuration
     python benchmarks/throughput.py --case iwae,50,1,100 --windows 2 --seconds 5  # chosen cases
 """
@@ -38,16 +44,19 @@ CONFIGS = {
     "float32": {"dtype": "float32", "jit_compile": False},
     "float32-xla": {"dtype": "float32", "jit_compile": True},
     "bfloat16": {"dtype": "mixed_bfloat16", "jit_compile": False},
+    "float32-1thread": {"dtype": "float32", "jit_compile": False, "intra_op_threads": 1},
+    "bfloat16-1thread": {"dtype": "mixed_bfloat16", "jit_compile": False, "intra_op_threads": 1},
 }
 TARGETS = {1: 0.35, 5: 0.50, 50: 0.70}  # fraction of the float32 matmul peak, IWAE, per k.
 
 
 class _EpochTimer(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds = time.perf_counter() - self.start
+        self.cores = (time.process_time() - self.cpu_start) / self.seconds
 
 
 def measure(images, model_name, k, layers, batch, config, seconds, steps_per_execution, windows):
@@ -76,16 +85,18 @@ def measure(images, model_name, k, layers, batch, config, seconds, steps_per_exe
     model.fit(ds, steps_per_epoch=steps_for(1.0), epochs=1, verbose=0, shuffle=False)
     common.spread_threads()
     steps = steps_for(seconds)
-    rates = []
+    rates, cores = [], []
     for _ in range(windows):
         model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer], shuffle=False)
         rates.append(steps * batch / timer.seconds)
+        cores.append(timer.cores)
     examples_per_second = max(rates)
     flops = common.training_flops_per_example(model)
     return {"examples_per_second": round(examples_per_second, 1),
             "gflops": round(examples_per_second * flops / 1e9, 2),
             "flops_per_example": flops, "steps": steps,
-            "window_examples_per_second": [round(r, 1) for r in rates]}
+            "window_examples_per_second": [round(r, 1) for r in rates],
+            "window_cores_used": [round(c, 2) for c in cores]}
 
 
 def _case(text):
@@ -122,6 +133,10 @@ def main():
     if args.quick:
         args.seconds = 1.0
     if args.worker:  # one case, one configuration: its result as the last line of stdout.
+        threads = CONFIGS[args.worker].get("intra_op_threads")
+        if threads:  # before TensorFlow runs its first op.
+            import tensorflow as tf
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
         images, _ = common.mnist_images()
         print(json.dumps(measure(images, *args.case[0], args.worker, args.seconds,
                                  args.steps_per_execution, args.windows)))

@@ -147,9 +147,12 @@ def test_cli_trains_and_evaluates(tmp_path, mnist_dir):
     run = tmp_path / "cli"
     proc = run_cli("train", "iwae", "--num-samples", 5, "--layers", 2, "--epochs", 1,
                    "--max-train-examples", 200, "--data-dir", mnist_dir, "--logdir", run, "--quiet",
-                   "--eval-num-samples", 50)
+                   "--eval-num-samples", 50, "--intra-op-threads", 1, "--inter-op-threads", 3)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["status"] == "completed"
+    result = json.loads(proc.stdout)
+    assert result["status"] == "completed"
+    # The thread pools were set before TensorFlow's first op (afterwards it refuses to).
+    assert result["threads"] == {"intra_op": 1, "inter_op": 3}
     # Monitoring is on by default, its "auto" intervals resolved for one epoch.
     config = json.loads((run / "config.json").read_text())
     assert (config["image_every"], config["eval_every"], config["projector"]) == (1, 1, True)
@@ -157,9 +160,12 @@ def test_cli_trains_and_evaluates(tmp_path, mnist_dir):
     assert {"figures/samples", "figures/reconstructions", "figures/latent_map", "posterior/layer2/std",
             "evaluation/nll_k50", "evaluation/active_units_layer2"} <= set(tags)
     assert (run / "logs" / "test" / "projector_config.pbtxt").exists()
-    proc = run_cli("evaluate", run, "--num-samples", 100, "--max-examples", 50)
+    proc = run_cli("evaluate", run, "--num-samples", 100, "--max-examples", 50,
+                   "--intra-op-threads", 2)
     assert proc.returncode == 0, proc.stderr
     assert "test NLL (k=100, 50 images):" in proc.stdout
+    assert json.loads(proc.stdout[proc.stdout.index("{"):])["threads"] == {"intra_op": 2,
+                                                                          "inter_op": 0}
     assert "active units per stochastic layer: [" in proc.stdout
     evaluation = json.loads((run / "eval.json").read_text())
     assert evaluation["num_examples"] == 50 and len(evaluation["active_units"]) == 2
@@ -174,6 +180,7 @@ def test_cli_trains_and_evaluates(tmp_path, mnist_dir):
     (["evaluate", "/nonexistent/run"], "has no config.json"),
     (["train", "vae", "--logdir", "x", "--dataset", "cifar", "--no-download"], "Unknown dataset 'cifar'"),
     (["train", "vae", "--logdir", "x", "--prior", "mixture"], "prior do not apply to the vae"),
+    (["train", "vae", "--logdir", "x", "--intra-op-threads", "0"], "expected a positive integer, got '0'"),
 ])
 def test_cli_bad_flags_get_clear_messages(args, fragment, tmp_path):
     args = [str(tmp_path / a) if a == "x" else a for a in args]
