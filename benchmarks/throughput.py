@@ -38,7 +38,7 @@ import keras  # noqa: E402
 
 import common  # noqa: E402
 import tfaae  # noqa: E402
-from tfaae import data, networks  # noqa: E402
+from tfaae import cli, data, networks  # noqa: E402
 
 CONFIGS = {
     "float32": {"dtype": "float32", "jit_compile": False},
@@ -133,10 +133,7 @@ def main():
     if args.quick:
         args.seconds = 1.0
     if args.worker:  # one case, one configuration: its result as the last line of stdout.
-        threads = CONFIGS[args.worker].get("intra_op_threads")
-        if threads:  # before TensorFlow runs its first op.
-            import tensorflow as tf
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
+        cli.configure_threads(CONFIGS[args.worker].get("intra_op_threads"))  # before the first op.
         images, _ = common.mnist_images()
         print(json.dumps(measure(images, *args.case[0], args.worker, args.seconds,
                                  args.steps_per_execution, args.windows)))

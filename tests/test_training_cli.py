@@ -188,3 +188,14 @@ def test_cli_bad_flags_get_clear_messages(args, fragment, tmp_path):
     assert proc.returncode == 2
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("kwargs,error,fragment", [
+    ({"intra_op_threads": 0}, ValueError, "intra_op_threads must be an integer >= 1; got 0."),
+    ({"inter_op_threads": "2"}, TypeError, "inter_op_threads must be an integer >= 1; got '2' (str)."),
+])
+def test_configure_threads_rejects_bad_sizes(kwargs, error, fragment):
+    from tfaae import cli
+    with pytest.raises(error) as raised:
+        cli.configure_threads(**kwargs)
+    assert fragment in str(raised.value)

@@ -75,8 +75,16 @@ def configure_threads(intra_op_threads=None, inter_op_threads=None):
 
     Returns:
         {"intra_op": n, "inter_op": m}, 0 meaning TensorFlow's default (the cores).
+
+    Raises:
+        TypeError, ValueError: for a size that is not a positive integer (or None).
     """
     import tensorflow as tf
+
+    from tfaae import validation
+    for name, value in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
+        if value is not None:
+            validation.check_positive_int(name, value)
     if intra_op_threads:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     if inter_op_threads:
@@ -226,8 +234,9 @@ def build_parser():
 def main(argv=None):
     """Entry point of the `tfaae` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    threads = {name: vars(args).pop(name, None) for name in ("intra_op_threads", "inter_op_threads")}
-    threads = configure_threads(**threads)  # before the first op; TensorFlow is slow to import.
+    options = vars(args)  # the thread pools are the process's, not settings of the run.
+    threads = configure_threads(options.pop("intra_op_threads", None),  # before the first op.
+                                options.pop("inter_op_threads", None))
     from tfaae import training
 
     try:
