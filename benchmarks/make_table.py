@@ -83,8 +83,11 @@ def throughput_section():
     return ["### Training throughput (2 CPU cores)", "",
             f"Matmul peak measured in the same run: {peak['float32']:.0f} GFLOP/s float32, "
             f"{peak['bfloat16']:.0f} GFLOP/s bfloat16 ({r['machine']['cpu']}, "
-            f"{r['machine']['cores']} cores, {r['date']}). GFLOP/s counts the matrix products of a training "
-            "step exactly; the fraction is of the float32 peak."
+            f"{r['machine']['cores']} cores, {r['date']})"
+            + (f"; measured again after the cases: {after['float32']:.0f} and {after['bfloat16']:.0f}"
+               if (after := r.get("matmul_peak_gflops_after_cases")) else "")
+            + ". GFLOP/s counts the matrix products of a training "
+            "step exactly; the fraction is of the float32 peak measured first."
             + (" Each case and configuration runs in a fresh process, as one training job would;"
                if r.get("process_per_configuration") else "")
             + (f" each configuration: the best of {r['windows']} windows of about "

@@ -14,7 +14,8 @@ runs in a fresh worker process, as
 one training job would: in one long-lived process the order mattered (the bfloat16 IWAE k=50 ran
 at 3,548 ex/s when timed first and 2,114-2,760 after the float32 XLA model). Each is timed over
 `--windows` windows of about `--seconds` and the best window counts (as the peak is the best
-matmul); after the warm-up the worker's threads are spread over the cores
+matmul; the peak is measured again after the cases, and both are saved, since on a shared machine
+the speed can change during a run); after the warm-up the worker's threads are spread over the cores
 (`common.spread_threads`: this sandbox sometimes keeps a process on one core). Each window also
 records the cores the worker used (its CPU seconds over the window's seconds): about 1.0 marks a
 window in which the process had one core only.
@@ -166,9 +167,15 @@ def main():
             targets[f"iwae_k{k}"] = {"target_fraction": target, "fraction": best["fraction_of_peak"],
                                      "met": best["fraction_of_peak"] >= target,
                                      "at": {key: best[key] for key in ("layers", "batch_size", "best_config")}}
+    # The peak again after the cases: on a shared machine the speed can change during a run, which
+    # the fractions (of the first peak) would hide.
+    peak_end = {"float32": round(common.matmul_peak("float32"), 1),
+                "bfloat16": round(common.matmul_peak("bfloat16"), 1)}
+    print(f"matmul peak float32: {peak:.0f} GFLOP/s before the cases, {peak_end['float32']:.0f} after")
     name = "throughput_cases" if args.case else "throughput_quick" if args.quick else "throughput"
     common.write_result(name, {
         "matmul_peak_gflops": {"float32": round(peak, 1), "bfloat16": round(peak_bf16, 1)},
+        "matmul_peak_gflops_after_cases": peak_end,
         "steps_per_execution": args.steps_per_execution, "threads_spread": True,
         "process_per_configuration": True,
         "seconds_per_window": args.seconds, "windows": args.windows, "cases": cases,

@@ -50,6 +50,26 @@ def test_elbo_never_exceeds_iwae_bound(k, batch, scale):
         np.testing.assert_allclose(bounds.elbo(log_w), bounds.iwae_bound(log_w))
 
 
+def test_iwae_bound_with_one_sample_is_the_log_weight_without_logsumexp_ops(rng):
+    log_w = tf.constant(rng.normal(-90, 5, (1, 6)), tf.float32)
+
+    def value_and_grad(bound, log_w):
+        with tf.GradientTape() as tape:
+            tape.watch(log_w)
+            value = bound(log_w)
+            loss = tf.reduce_sum(value * tf.linspace(0.5, 1.5, 6))
+        return value, tape.gradient(loss, log_w)
+
+    value, grad = value_and_grad(bounds.iwae_bound, log_w)
+    expected, expected_grad = value_and_grad(lambda w: tfp.math.reduce_logmeanexp(w, 0), log_w)
+    np.testing.assert_array_equal(value, expected)
+    np.testing.assert_array_equal(grad, expected_grad)
+    graph = tf.function(bounds.iwae_bound).get_concrete_function(tf.TensorSpec([1, None])).graph
+    assert not {op.type for op in graph.get_operations()} & {"Exp", "Log", "Max"}
+    graph = tf.function(bounds.iwae_bound).get_concrete_function(tf.TensorSpec([None, None])).graph
+    assert {"Exp", "Log"} <= {op.type for op in graph.get_operations()}  # k unknown: log-mean-exp.
+
+
 def test_iwae_bound_rises_with_k_on_average(rng):
     # log w = log p(x) + noise with E[w] = p(x): L_k -> log p(x) from below as k grows.
     sigma, log_px, trials = 2.0, -80.0, 4000

@@ -54,6 +54,23 @@ def test_bias_activation_matches_plain_ops(rng, activation, dtype, tol):
     np.testing.assert_allclose(gb, eb, rtol=tol, atol=tol * 10)
 
 
+@pytest.mark.parametrize("activation", fused.ACTIVATIONS)
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("bfloat16", 3e-2)])
+def test_dense_activation_matches_plain_ops(rng, activation, dtype, tol):
+    h = rng.normal(0, 1, (16, 12)).astype(np.float32)
+    w = rng.normal(0, 0.5, (12, 8)).astype(np.float32)
+    b = rng.normal(0, 1, 8).astype(np.float32)
+    layer = tf.function(lambda h, w, b: tf.cast(fused.dense_activation(
+        tf.cast(h, dtype), tf.cast(w, dtype), b, activation), tf.float32))  # grappler's fusion
+    value, (gh, gw, gb) = _values_and_grads(layer, h, w, b)
+    plain = {"tanh": tf.tanh, "relu": tf.nn.relu, "linear": tf.identity}[activation]
+    expected, (eh, ew, eb) = _values_and_grads(lambda h, w, b: plain(h @ w + b),
+                                               *(a.astype(np.float64) for a in (h, w, b)))
+    assert value.dtype == tf.float32 and gb.dtype == tf.float32
+    for got, want in [(value, expected), (gh, eh), (gw, ew), (gb, eb)]:
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
 def _plain_normals_from_bits(monkeypatch):
     """Makes the plain path draw its normals from the uniform words the fused kernels use."""
     monkeypatch.setattr(random, "normal", lambda shape, seed, dtype=tf.float32:
@@ -221,6 +238,10 @@ def test_bad_arguments_get_clear_errors():
         fused.bias_activation(tf.zeros([2, 3]), tf.zeros([3]), "elu")
     with pytest.raises(ValueError, match="last dimensions must agree; got y 3, bias 4"):
         fused.bias_activation(tf.zeros([2, 3]), tf.zeros([4]), "tanh")
+    with pytest.raises(ValueError, match="activation must be one of"):
+        fused.dense_activation(tf.zeros([2, 3]), tf.zeros([3, 4]), tf.zeros([4]), "elu")
+    with pytest.raises(ValueError, match="kernel 4, bias 5"):
+        fused.dense_activation(tf.zeros([2, 3]), tf.zeros([3, 4]), tf.zeros([5]), "tanh")
     with pytest.raises(ValueError, match=r"y must be \[k, batch, units\] \(rank 3\); got shape \(3, 5\)"):
         fused.bernoulli_log_prob(tf.zeros([3, 5]), tf.zeros([5]), tf.zeros([3, 5]))
     with pytest.raises(ValueError, match="got y 5, bias 5, x 6"):

@@ -105,7 +105,9 @@ def iwae_bound(log_weights):
     """The importance weighted bound L_k = log (1/k) sum_i w_i (Burda et al. eq. 8).
 
     Computed in log space with `reduce_logmeanexp`; L_1 is the ELBO and L_k rises with k in
-    expectation (Burda et al. theorem 1).
+    expectation (Burda et al. theorem 1). When k = 1 is known when tracing, L_1 = log w_1 is
+    returned as it is: the same value and gradient without the ~20 small ops of the log-mean-exp
+    and its gradient, which lie on a training step's critical path.
 
     Args:
         log_weights: `[k, batch]` log importance weights.
@@ -113,6 +115,9 @@ def iwae_bound(log_weights):
     Returns:
         `[batch]` bound values.
     """
+    log_weights = tf.convert_to_tensor(log_weights)
+    if log_weights.shape[0] == 1:
+        return log_weights[0]
     return tfp.math.reduce_logmeanexp(log_weights, axis=0)
 
 

@@ -94,9 +94,13 @@ class _MLPHead(keras.layers.Layer):
 
     def _apply(self, layer, h, activation):
         """layer(h); inside `fused.enabled()`, on rows `[n, d]`, the matmul in the compute dtype
-        then the bias and activation in one float32 kernel (`tfaae.fused`)."""
+        with the bias and activation fused (`tfaae.fused`: in training `dense_activation`, in
+        evaluation `bias_activation` after the matmul)."""
         if not (fused.is_enabled() and activation in fused.ACTIVATIONS and h.shape.rank == 2):
             return layer(h)
+        if fused.needs_gradients():
+            h, kernel = (tf.cast(t, self.compute_dtype) for t in (h, layer.kernel))
+            return fused.dense_activation(h, kernel, layer.bias, activation)
         return fused.bias_activation(self._matmul(h, layer.kernel), layer.bias, activation)
 
     def _matmul(self, h, kernel):
