@@ -99,13 +99,16 @@ class _MLPHead(keras.layers.Layer):
         if not (fused.is_enabled() and activation in fused.ACTIVATIONS and h.shape.rank == 2):
             return layer(h)
         if fused.needs_gradients():
-            h, kernel = (tf.cast(t, self.compute_dtype) for t in (h, layer.kernel))
-            return fused.dense_activation(h, kernel, layer.bias, activation)
+            return fused.dense_activation(*self._in_compute_dtype(h, layer.kernel), layer.bias,
+                                          activation)
         return fused.bias_activation(self._matmul(h, layer.kernel), layer.bias, activation)
+
+    def _in_compute_dtype(self, *tensors):
+        return [tf.cast(t, self.compute_dtype) for t in tensors]
 
     def _matmul(self, h, kernel):
         """h @ kernel (of a Dense layer, without its bias) in the compute dtype."""
-        return tf.matmul(tf.cast(h, self.compute_dtype), tf.cast(kernel, self.compute_dtype))
+        return tf.matmul(*self._in_compute_dtype(h, kernel))
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": self.hidden_units, "units": self.units,
