@@ -71,6 +71,25 @@ def test_dense_activation_matches_plain_ops(rng, activation, dtype, tol):
         np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
 
 
+@pytest.mark.parametrize("dtype,tol", [("float32", 1e-5), ("bfloat16", 3e-2)])
+def test_bernoulli_dense_log_prob_matches_plain_ops(rng, dtype, tol):
+    h = rng.normal(0, 1, (3, 5, 12)).astype(np.float32)
+    w = rng.normal(0, 0.5, (12, 20)).astype(np.float32)
+    b = rng.normal(0, 1, 20).astype(np.float32)
+    x = (rng.random((5, 20)) < 0.5).astype(np.float32)
+    h[0, 0] = 0.0  # a row of zeros: its logits are the bias.
+    value, (gh, gw, gb) = _values_and_grads(lambda h, w, b: fused.bernoulli_dense_log_prob(
+        tf.cast(h, dtype), tf.cast(w, dtype), b, x), h, w, b)
+    # In float64: the logits' gradient (x - sigmoid(l)) * u goes through TF's own gradients.
+    expected, (eh, ew, eb) = _values_and_grads(
+        lambda h, w, b: bounds.bernoulli_log_likelihood(tf.cast(x, tf.float64), h @ w + b),
+        *(a.astype(np.float64) for a in (h, w, b)))
+    assert value.dtype == tf.float32 and value.shape == (3, 5) and gb.dtype == tf.float32
+    assert gh.dtype == gw.dtype == tf.float32 and gh.shape == h.shape  # cast back by the Variable
+    for got, want in [(value, expected), (gh, eh), (gw, ew), (gb, eb)]:
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
 def _plain_normals_from_bits(monkeypatch):
     """Makes the plain path draw its normals from the uniform words the fused kernels use."""
     monkeypatch.setattr(random, "normal", lambda shape, seed, dtype=tf.float32:
@@ -246,6 +265,15 @@ def test_bad_arguments_get_clear_errors():
         fused.bernoulli_log_prob(tf.zeros([3, 5]), tf.zeros([5]), tf.zeros([3, 5]))
     with pytest.raises(ValueError, match="got y 5, bias 5, x 6"):
         fused.bernoulli_log_prob(tf.zeros([2, 3, 5]), tf.zeros([5]), tf.zeros([3, 6]))
+    with pytest.raises(ValueError, match=r"h must be \[k, batch, d\] \(rank 3\); got shape \(3, 4\)"):
+        fused.bernoulli_dense_log_prob(tf.zeros([3, 4]), tf.zeros([4, 5]), tf.zeros([5]),
+                                       tf.zeros([3, 5]))
+    with pytest.raises(ValueError, match="h's last dimension must equal the kernel's first; got h 4, kernel 6"):
+        fused.bernoulli_dense_log_prob(tf.zeros([1, 3, 4]), tf.zeros([6, 5]), tf.zeros([5]),
+                                       tf.zeros([3, 5]))
+    with pytest.raises(ValueError, match="got kernel 5, bias 5, x 7"):
+        fused.bernoulli_dense_log_prob(tf.zeros([1, 3, 4]), tf.zeros([4, 5]), tf.zeros([5]),
+                                       tf.zeros([3, 7]))
     with pytest.raises(ValueError, match="2d.* for bits of width d; got 8 columns and bits of width 3"):
         fused.gaussian_sample(tf.zeros([2, 8]), tf.zeros([8]), tf.zeros([1, 2, 3], tf.uint32))
     with pytest.raises(TypeError, match="bits must be uint32 words .*; got int32"):
@@ -293,6 +321,8 @@ def test_train_step_traces_the_fused_kernels_and_export_does_not(binary_train, t
     library = graph.as_graph_def().library.function
     xla = [f for f in library if f.attr["_XlaMustCompile"].b]
     assert xla, "the train step should use the XLA-fused kernels"
+    # The logits' gradient goes straight into the output layer's matmuls (bernoulli_dense_log_prob).
+    assert not [f for f in xla if "_bernoulli_backward" in f.signature.name]
     ops = {n.op for n in graph.as_graph_def().node} | {n.op for f in library for n in f.node_def}
     assert "StatelessRandomUniformFullIntV2" in ops and "StatelessRandomNormalV2" not in ops
     path = tfaae.export(model, tmp_path / "m" / "1")

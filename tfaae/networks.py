@@ -191,7 +191,8 @@ class BernoulliMLP(_MLPHead):
         softplus sum (`tfaae.bounds.softplus_sum`, one log per block of pixels): on CPU the
         element-wise work otherwise costs as much as the output matmul. Inside `fused.enabled()`
         the logits' matmul runs without its bias and `tfaae.fused.bernoulli_log_prob` computes
-        the whole sum in one kernel.
+        the whole sum in one kernel; in training `tfaae.fused.bernoulli_dense_log_prob` takes the
+        matmul too, so that the gradient needs no pass over the logits.
 
         Args:
             inputs: `[k, batch, d_in]` codes.
@@ -202,6 +203,10 @@ class BernoulliMLP(_MLPHead):
         """
         leading = tf.shape(inputs)[:2]
         h = self._trunk(tf.reshape(inputs, [-1, inputs.shape[-1]]))
+        if fused.is_enabled() and fused.needs_gradients():  # training: no backward logits pass.
+            h = tf.reshape(h, tf.concat([leading, [h.shape[-1]]], 0))
+            return fused.bernoulli_dense_log_prob(*self._in_compute_dtype(h, self.logits.kernel),
+                                                  self.logits.bias, x)
         if fused.is_enabled():  # one kernel over the logits, their bias added inside.
             y = tf.reshape(self._matmul(h, self.logits.kernel), tf.concat([leading, [self.units]], 0))
             return fused.bernoulli_log_prob(y, self.logits.bias, x)
