@@ -82,6 +82,13 @@ def _check_widths(**tensors):
                          ", ".join(f"{name} {w}" for name, w in widths.items()) + ".")
 
 
+def _check_rank3(name, t, layout):
+    """Raises a ValueError naming `t`'s shape when its static rank is known and not 3."""
+    shape = tf.TensorShape(t.shape)
+    if shape.rank not in (None, 3):
+        raise ValueError(f"{name} must be {layout} (rank 3); got shape {tuple(shape)}.")
+
+
 def _activate(z, activation):
     if activation == "tanh":
         return tf.tanh(z)
@@ -254,9 +261,7 @@ def bernoulli_log_prob(y, bias, x):
     Raises:
         ValueError: when y is not `[k, batch, units]`, or the widths of y, bias and x differ.
     """
-    shape = tf.TensorShape(y.shape)
-    if shape.rank not in (None, 3):
-        raise ValueError(f"y must be [k, batch, units] (rank 3); got shape {tuple(shape)}.")
+    _check_rank3("y", y, "[k, batch, units]")
     _check_widths(y=y, bias=bias, x=x)
     kernel = _bernoulli_log_prob if needs_gradients() else _bernoulli_forward
     return kernel(y, tf.cast(bias, tf.float32), tf.cast(x, tf.float32))
@@ -293,11 +298,9 @@ def bernoulli_dense_log_prob(h, kernel, bias, x):
         >>> round(float(log_p[0, 0]), 4)   # 5 log(1/2)
         -3.4657
     """
-    shape = tf.TensorShape(h.shape)
-    if shape.rank not in (None, 3):
-        raise ValueError(f"h must be [k, batch, d] (rank 3); got shape {tuple(shape)}.")
-    if None not in (shape[-1], kernel.shape[0]) and shape[-1] != kernel.shape[0]:
-        raise ValueError(f"h's last dimension must equal the kernel's first; got h {shape[-1]}, "
+    _check_rank3("h", h, "[k, batch, d]")
+    if None not in (h.shape[-1], kernel.shape[0]) and h.shape[-1] != kernel.shape[0]:
+        raise ValueError(f"h's last dimension must equal the kernel's first; got h {h.shape[-1]}, "
                          f"kernel {kernel.shape[0]}.")
     _check_widths(kernel=kernel, bias=bias, x=x)
 
