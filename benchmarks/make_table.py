@@ -91,8 +91,9 @@ def throughput_section():
             + (" Each case and configuration runs in a fresh process, as one training job would;"
                if r.get("process_per_configuration") else "")
             + (f" each configuration: the best of {r['windows']} windows of about "
-               f"{r['seconds_per_window']:g} s, threads spread over the cores."
-               if r.get("windows") else "")
+               f"{r['seconds_per_window']:g} s"
+               + (f", {spe} steps per execution" if (spe := r.get("steps_per_execution")) else "")
+               + ", threads spread over the cores." if r.get("windows") else "")
             + (" Configurations: float32 graph, float32 with XLA (`-xla`), bfloat16 matmuls, and "
                "`-1thread`: each op on one thread (`--intra-op-threads 1`), the cores running "
                "independent ops side by side." if "float32-1thread" in r["cases"][0]["configs"] else ""), "",
