@@ -40,7 +40,7 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 COMMON_DEFAULTS = {
     "model": "vae", "dataset": "mnist", "data_dir": None, "epochs": None, "batch_size": None,
     "learning_rate": None, "schedule": None, "binarization": None, "validation_size": 400,
-    "seed": 0, "precision": "float32", "jit_compile": False, "steps_per_execution": 100,
+    "seed": 0, "precision": "float32", "jit_compile": False, "steps_per_execution": 20,
     "init_from": None, "max_train_examples": None, "download": True,
     "eval_every": None, "eval_examples": 1000, "eval_num_samples": 1000,
     "image_every": None, "projector": False, "strategy": "default", "collective_timeout": None,
