@@ -148,7 +148,9 @@ def pipeline_section():
             "each pipeline read inside a `tf.function` loop, best of "
             f"{r['repeats']} rounds of {r['batches_per_round']} batches. On 2 cores the "
             "pipeline's CPU time is taken from training. `textbook`: per-example shuffle and "
-            "batch, then TensorFlow's Philox uniforms per batch (tfaae's pipeline before).", "",
+            "batch, then TensorFlow's Philox uniforms per batch (tfaae's pipeline before). "
+            "`epoch_batches` (what `tfaae train` reads): whole epochs, a new pass each, its "
+            "start counted.", "",
             "| pipeline | CPU ms | wall ms |", "| --- | --- | --- |", *rows, "",
             f"Command: {_command(r)}", ""]
 

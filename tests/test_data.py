@@ -181,6 +181,46 @@ def test_epochs_are_functions_of_seed_and_epoch():
     assert set(np.unique(binary)) == {0.0, 1.0}
 
 
+def test_epoch_batches_hold_the_epoch_that_fit_announces():
+    grey = np.random.default_rng(4).random((23, 5)).astype(np.float32)
+    every = list(data.make_epochs(grey, np.arange(23), batch_size=5, seed=3, epochs=3))
+    feed = data.epoch_batches(grey, np.arange(23), batch_size=5, seed=3)
+    assert feed.steps_per_epoch == 5 and int(feed.dataset.cardinality()) == 5
+    for epoch in (2, 0, 1, 1):  # as a resumed run, or a repeated epoch, would ask.
+        feed.on_epoch_begin(epoch)
+        for (x1, y1), (x2, y2) in zip(every[5 * epoch:5 * epoch + 5], feed.dataset, strict=True):
+            np.testing.assert_array_equal(x1, x2)
+            np.testing.assert_array_equal(y1, y2)
+
+
+def test_semi_supervised_epochs_are_functions_of_seed_and_epoch():
+    grey = np.random.default_rng(5).random((23, 5)).astype(np.float32)
+    feed = data.semi_supervised_epochs(grey, grey[:12], np.arange(12) % 10, batch_size=5,
+                                       labeled_batch_size=5, binarization="dynamic", seed=1)
+
+    def epoch(index):
+        feed.on_epoch_begin(index)
+        return list(feed.dataset.as_numpy_iterator())
+
+    first, again, second = epoch(0), epoch(0), epoch(1)
+    assert len(first) == 5 and [len(b["images"]) for b in first] == [5, 5, 5, 5, 3]
+    for a, b in zip(first, again, strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(first[0]["images"], second[0]["images"])
+    assert set(np.unique(np.concatenate([b["labeled_images"] for b in first]))) == {0.0, 1.0}
+    # Grey levels: each labeled row is found in the labeled set, with its label; 5 batches of 5
+    # from 12 labeled images are passes of 2 batches (10 distinct rows each), then a third pass.
+    feed = data.semi_supervised_epochs(grey, grey[:12], np.arange(12) % 10, batch_size=5,
+                                       labeled_batch_size=5, seed=1)
+    batches = epoch(3)
+    rows = np.concatenate([b["labeled_images"] for b in batches])
+    index = [int(np.flatnonzero((grey[:12] == row).all(axis=1))[0]) for row in rows]
+    np.testing.assert_array_equal(np.concatenate([b["labels"] for b in batches]),
+                                  np.array(index) % 10)
+    assert len(set(index[:10])) == len(set(index[10:20])) == 10 and index[:10] != index[10:20]
+
+
 def test_fixed_binarization_is_the_same_each_pass():
     grey = np.random.default_rng(0).random((40, 6)).astype(np.float32)
     ds = data.make_dataset(grey, batch_size=8, binarization="fixed", seed=2)

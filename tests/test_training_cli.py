@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from harness import assert_clear_error, run_cli, summary_tags
+from harness import assert_clear_error, assert_weights_equal, run_cli, summary_tags
 from tfaae import training
 
 QUICK = {"epochs": 2, "max_train_examples": 400, "batch_size": 20, "validation_size": 100,
@@ -44,6 +44,24 @@ def test_train_writes_a_complete_run_directory(tmp_path, mnist_dir):
                        ValueError, "completed run")
     assert_clear_error(lambda: training.train(run, verbose=0, model="vae", data_dir=mnist_dir,
                                               **QUICK), ValueError, "other settings")
+
+
+def test_steps_per_execution_changes_only_the_speed(tmp_path, mnist_dir):
+    # 20 batches an epoch, 7 per execution: executions of 7, 7 and 6 steps. (Over one multi-epoch
+    # dataset with steps_per_epoch, Keras runs whole executions: 21 steps an epoch, the last one
+    # taken from the next epoch.)
+    runs = {spe: str(tmp_path / f"spe{spe}") for spe in (1, 7)}
+    for spe, run in runs.items():
+        result = training.train(run, verbose=0, model="iwae", num_samples=2, data_dir=mnist_dir,
+                                **{**QUICK, "steps_per_execution": spe})
+        assert result["status"] == "completed" and result["steps_per_epoch"] == 20
+    one, seven = (training.load_run_model(run) for run in runs.values())
+    assert int(one.optimizer.iterations) == int(seven.optimizer.iterations) == 40
+    # The same batches, noise and updates: float32 round-off of another graph only.
+    assert_weights_equal(one, seven, atol=1e-5)
+    histories = [json.load(open(os.path.join(run, "history.json"))) for run in runs.values()]
+    for got, want in zip(*histories):
+        assert got == pytest.approx(want, rel=1e-5)
 
 
 def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path, mnist_dir):
@@ -97,7 +115,7 @@ def test_aae_run_with_hidden_labels_and_its_evaluation(tmp_path, mnist_dir):
     model = training.load_run_model(run)
     assert [int(getattr(model, n).iterations) for n in model.optimizer_names] == [6, 6, 6]
     # 100 training labels, 10 per class; the other 200 examples are unlabeled (-1).
-    labels = np.concatenate([y for _, y in training.load_training_data(config)["train"]])
+    labels = np.concatenate([y for _, y in training.load_training_data(config)["train"].dataset])
     assert len(labels) == 300 and (labels == -1).sum() == 200
     assert np.bincount(labels[labels >= 0], minlength=10).tolist() == [10] * 10
     evaluation = training.evaluate_run(run, num_samples=20, max_examples=50, parzen_samples=500)

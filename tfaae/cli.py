@@ -126,7 +126,8 @@ def build_parser():
     train.add_argument("--xla", dest="jit_compile", action="store_true",
                        help="compile steps with XLA (in-graph input checks are then skipped)")
     train.add_argument("--steps-per-execution", type=_positive_int,
-                       help="training steps per call of the compiled step (default 20)")
+                       help="training steps per call of the compiled step (default 100; an "
+                            "epoch's last call runs the steps left)")
     train.add_argument("--init-from", help="start from this run's final weights")
     train.add_argument("--max-train-examples", type=_positive_int,
                        help="train on the first N training images only")

@@ -19,6 +19,7 @@ import gzip
 import math
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -243,6 +244,16 @@ def _in_memory(images, labels, batch_size, binarization, seed):
         tf.constant, images if labels is None else (images, np.asarray(labels, np.int32)))
 
 
+def _prefetched(ds):
+    """`ds` prefetched, without tf.data's autotuning. These pipelines need no tuning (no parallel
+    stages; the training step waits on none), and with it a new pass sometimes stalled: in `fit`,
+    1 to 3 epochs in 16 began 1.2 s late (the iterator made for the epoch, or the previous one let
+    go; never with autotuning off)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
 def _num_batches(size, batch_size, drop_remainder):
     return size // batch_size if drop_remainder else -(-size // batch_size)
 
@@ -367,7 +378,7 @@ def make_dataset(images, labels=None, batch_size=100, binarization="dynamic", sh
     ds = seeds.flat_map(one_pass)
     ds = ds.apply(tf.data.experimental.assert_cardinality(
         _num_batches(size, batch_size, drop_remainder)))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return _prefetched(ds)
 
 
 def make_epochs(images, labels=None, batch_size=100, binarization="dynamic", seed=0, epochs=1,
@@ -377,7 +388,9 @@ def make_epochs(images, labels=None, batch_size=100, binarization="dynamic", see
     Unlike `make_dataset(shuffle=True)`, whose order and binarization depend on how often the
     dataset was read before, each epoch here is a function of `(seed, epoch)` alone: a run resumed
     at epoch e (`BackupAndRestore`) sees exactly the batches the uninterrupted run saw from epoch
-    e on. Pass `steps_per_epoch=math.ceil(len(images) / batch_size)` to `fit`.
+    e on. Passed to `fit` with `steps_per_epoch=math.ceil(len(images) / batch_size)`, its epochs
+    stay apart only if `steps_per_execution` divides that (Keras 3 runs whole executions);
+    `epoch_batches` gives the same epochs to `fit` for any `steps_per_execution`.
 
     Args:
         images: float32 array [N, H, W, C] in [0, 1].
@@ -405,20 +418,84 @@ def make_epochs(images, labels=None, batch_size=100, binarization="dynamic", see
                          f"got epochs={epochs!r}, first_epoch={first_epoch!r}.")
     tensors = _in_memory(images, labels, batch_size, binarization, seed)
     size = len(images)
-
-    def epoch_batches(epoch):
-        # The epoch's order and binarization: functions of (seed, epoch) alone.
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(size, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-        binarize_seed = (tf.stack([tf.constant(seed + 1, tf.int64), epoch])
-                         if binarization == "dynamic" else None)
-        return _batches(tensors, order, batch_size, drop_remainder=False,
-                        binarize_seed=binarize_seed)
-
-    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(
+        lambda epoch: _epoch(tensors, size, batch_size, binarization, _epoch_key(seed, epoch)))
     ds = ds.apply(tf.data.experimental.assert_cardinality(
         (epochs - first_epoch) * _num_batches(size, batch_size, False)))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return _prefetched(ds)
+
+
+def _epoch(tensors, size, batch_size, binarization, key, drop_remainder=False):
+    """The batches of one pass, its order and binarization functions of `key` (int64 `[2]`)
+    alone: `[seed, epoch]` for `make_epochs`' epochs."""
+    order = tf.random.experimental.stateless_shuffle(tf.range(size, dtype=tf.int64), seed=key)
+    binarize_seed = key + tf.constant([1, 0], tf.int64) if binarization == "dynamic" else None
+    return _batches(tensors, order, batch_size, drop_remainder, binarize_seed)
+
+
+def _epoch_key(seed, epoch):
+    return tf.stack([tf.constant(seed, tf.int64), epoch])
+
+
+class EpochBatches(keras.callbacks.Callback):
+    """The training batches of the epoch that `model.fit` is at: a dataset and its callback.
+
+    `dataset` holds one epoch, `steps_per_epoch` batches, whose order and binarization are
+    functions of `(seed, epoch)` alone (`make_epochs`' epochs), where the epoch is the one `fit`
+    announces to its callbacks (`on_epoch_begin`, which this callback hears). Keras reads a finite
+    dataset once per epoch, so every epoch is exactly one pass, whatever `steps_per_execution` is
+    (with a multi-epoch dataset and `steps_per_epoch`, Keras 3 runs whole executions: an epoch
+    whose length `steps_per_execution` does not divide runs on into the next epoch's batches), and
+    a run resumed at epoch e (`keras.callbacks.BackupAndRestore`) trains on the batches of the
+    uninterrupted one. The epoch is read when the epoch's first batch is drawn.
+
+    Build one with `epoch_batches` or `semi_supervised_epochs`, outside any `tf.distribute`
+    strategy's scope.
+
+    Args:
+        epoch_dataset: function of the epoch (int64 scalar tensor) returning that epoch's batches.
+        steps_per_epoch: the number of batches of every epoch.
+
+    Example:
+        >>> feed = epoch_batches(train_images, batch_size=100, seed=0)
+        >>> model.fit(feed.dataset, epochs=10, callbacks=[feed])
+    """
+
+    def __init__(self, epoch_dataset, steps_per_epoch):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # Read lazily, when the pass's first batch is drawn: after `on_epoch_begin`.
+        ds = tf.data.Dataset.from_tensors(0).map(lambda _: self.epoch.read_value())
+        ds = ds.flat_map(epoch_dataset).apply(
+            tf.data.experimental.assert_cardinality(steps_per_epoch))
+        self.dataset = _prefetched(ds)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+
+
+def epoch_batches(images, labels=None, batch_size=100, binarization="dynamic", seed=0):
+    """`EpochBatches` of images (and labels): epoch e holds `make_epochs`' batches of epoch e.
+
+    Args: `images`, `labels`, `batch_size`, `binarization` and `seed`, as `make_epochs`.
+
+    Returns:
+        An `EpochBatches` of `ceil(N / batch_size)` batches per epoch.
+
+    Raises:
+        ValueError: for an unknown binarization or a non-positive batch size.
+
+    Example:
+        >>> feed = epoch_batches(np.zeros((10, 28, 28, 1), np.float32), batch_size=4)
+        >>> feed.steps_per_epoch
+        3
+    """
+    tensors = _in_memory(images, labels, batch_size, binarization, seed)
+    size = len(images)
+    return EpochBatches(
+        lambda epoch: _epoch(tensors, size, batch_size, binarization, _epoch_key(seed, epoch)),
+        _num_batches(size, batch_size, False))
 
 
 def load_datasets(name="mnist", data_dir=None, batch_size=100, validation_size=400,
@@ -488,14 +565,15 @@ def check_labeled_set(labels, num_classes=10):
 
 
 def semi_supervised_dataset(images, labeled_images, labels, num_classes=10, batch_size=100,
-                            labeled_batch_size=None, binarization="none", seed=0, epochs=None,
-                            first_epoch=0):
+                            labeled_batch_size=None, binarization="none", seed=0):
     """Zips an unlabeled stream with a repeated labeled set, for `CategoricalAAE.fit`.
 
     An epoch is one pass over `images` (shuffled each pass); each of its batches comes with a
     labeled minibatch drawn from the labeled set, which repeats (reshuffled) as often as needed
     (Makhzani et al. 2015, section 5: every minibatch runs the reconstruction and regularization
     phases on unlabeled images and the classification phase on labeled ones).
+    `semi_supervised_epochs` gives the same batches as functions of `(seed, epoch)` (what
+    `tfaae train` reads).
 
     Args:
         images: float32 `[N, ...]` in [0, 1], the unlabeled stream (the paper uses every training
@@ -507,12 +585,10 @@ def semi_supervised_dataset(images, labeled_images, labels, num_classes=10, batc
         labeled_batch_size: labeled images per batch (default: `batch_size`, at most L).
         binarization: "dynamic", "fixed" or "none" (both streams).
         seed: seed of the shuffles and binarizations.
-        epochs, first_epoch: None for one pass over `images` (reshuffled each time it is read);
-            else the unlabeled stream holds epochs `first_epoch` to `epochs - 1` of
-            `make_epochs` (what `tfaae train` resumes with; the labeled stream starts afresh).
 
     Returns:
-        A `tf.data.Dataset` of dicts {"images", "labeled_images", "labels"}.
+        A `tf.data.Dataset` of dicts {"images", "labeled_images", "labels"}: one pass over
+        `images`, reshuffled each time it is read.
 
     Raises:
         ValueError: as `check_labeled_set`, or for images and labels of different lengths.
@@ -521,14 +597,49 @@ def semi_supervised_dataset(images, labeled_images, labels, num_classes=10, batc
         >>> x, y, _ = labeled_subset(train_images, train_labels, 100)
         >>> ds = semi_supervised_dataset(train_images, x, y, batch_size=100)
     """
+    labels, labeled_batch_size = _check_semi_supervised(labeled_images, labels, num_classes,
+                                                        batch_size, labeled_batch_size)
+    unlabeled = make_dataset(images, None, batch_size, binarization, shuffle=True, seed=seed)
+    labeled = make_dataset(labeled_images, labels, labeled_batch_size, binarization, shuffle=True,
+                           seed=seed + 7, drop_remainder=True).repeat()
+    return _zip_semi_supervised(unlabeled, labeled)
+
+
+def semi_supervised_epochs(images, labeled_images, labels, num_classes=10, batch_size=100,
+                           labeled_batch_size=None, binarization="none", seed=0):
+    """`EpochBatches` of `semi_supervised_dataset`'s batches, each epoch a function of
+    `(seed, epoch)`: the unlabeled stream is `make_epochs`' epoch, the labeled stream that epoch's
+    own seeded passes over the labeled set.
+
+    Args, Raises: as `semi_supervised_dataset`.
+
+    Returns:
+        An `EpochBatches` of `ceil(N / batch_size)` batches per epoch.
+    """
+    labels, labeled_batch_size = _check_semi_supervised(labeled_images, labels, num_classes,
+                                                        batch_size, labeled_batch_size)
+    unlabeled = _in_memory(images, None, batch_size, binarization, seed)
+    labeled = _in_memory(labeled_images, labels, labeled_batch_size, binarization, seed + 7)
+    size, labeled_size = len(images), len(labels)
+
+    def epoch_dataset(epoch):
+        labeled_key = _epoch_key(seed + 7, epoch)
+        passes = tf.data.Dataset.counter().flat_map(lambda index: _epoch(
+            labeled, labeled_size, labeled_batch_size, binarization,
+            tf.random.experimental.stateless_fold_in(labeled_key, index), drop_remainder=True))
+        return _zip_semi_supervised(_epoch(unlabeled, size, batch_size, binarization,
+                                           _epoch_key(seed, epoch)), passes)
+
+    return EpochBatches(epoch_dataset, _num_batches(size, batch_size, False))
+
+
+def _check_semi_supervised(labeled_images, labels, num_classes, batch_size, labeled_batch_size):
     labels = check_labeled_set(labels, num_classes)
     if len(labeled_images) != len(labels):
         raise ValueError(f"Got {len(labeled_images)} labeled images but {len(labels)} labels.")
-    labeled_batch_size = min(labeled_batch_size or batch_size, len(labels))
-    unlabeled = (make_dataset(images, None, batch_size, binarization, shuffle=True, seed=seed)
-                 if epochs is None else make_epochs(images, None, batch_size, binarization, seed,
-                                                    epochs, first_epoch))
-    labeled = make_dataset(labeled_images, labels, labeled_batch_size, binarization, shuffle=True,
-                           seed=seed + 7, drop_remainder=True).repeat()
+    return labels, min(labeled_batch_size or batch_size, len(labels))
+
+
+def _zip_semi_supervised(unlabeled, labeled):
     return tf.data.Dataset.zip(unlabeled, labeled).map(
         lambda x, pair: {"images": x, "labeled_images": pair[0], "labels": pair[1]})

@@ -111,7 +111,7 @@ def is_chief(strategy):
         "chief" not in resolver.cluster_spec().as_dict()
 
 
-def fit(model, dataset, epochs, steps_per_epoch, callbacks=(), initial_epoch=0, verbose=0):
+def fit(model, dataset, epochs, callbacks=(), initial_epoch=0, verbose=0):
     """Trains `model` with its own `train_step` under its strategy, one step per replica at a time.
 
     `model.fit` for strategies where it fails (multi-worker); any strategy works. The model (and
@@ -123,10 +123,10 @@ def fit(model, dataset, epochs, steps_per_epoch, callbacks=(), initial_epoch=0, 
 
     Args:
         model: a compiled tfaae model.
-        dataset: a `tf.data.Dataset` of global batches, at least `(epochs - initial_epoch) *
-            steps_per_epoch` of them (e.g. `tfaae.data.make_epochs`).
+        dataset: a `tf.data.Dataset` of one epoch's global batches, of known length, read once
+            per epoch (after `on_epoch_begin`) as `model.fit` reads a finite dataset: e.g. a
+            `tfaae.data.EpochBatches`' dataset, with the `EpochBatches` among the callbacks.
         epochs: the index of the last epoch (as `model.fit`'s `epochs`).
-        steps_per_epoch: batches per epoch.
         callbacks: Keras callbacks.
         initial_epoch: the epoch to start at (a restoring callback may move it).
         verbose: 1 prints one line per epoch.
@@ -138,7 +138,11 @@ def fit(model, dataset, epochs, steps_per_epoch, callbacks=(), initial_epoch=0, 
         ValueError: for bad epochs or steps, or bad input data (as `model.fit`).
     """
     validation.check_positive_int("epochs", epochs)
-    validation.check_positive_int("steps_per_epoch", steps_per_epoch)
+    steps_per_epoch = int(dataset.cardinality())
+    if steps_per_epoch < 1:
+        raise ValueError("dataset must hold one epoch of batches, of known length (e.g. "
+                         "tfaae.data.epoch_batches(...).dataset); got a dataset of cardinality "
+                         f"{steps_per_epoch} (-1: infinite, -2: unknown).")
     strategy = model.distribute_strategy
     model.build_optimizers()
     history = keras.callbacks.History()
@@ -149,9 +153,7 @@ def fit(model, dataset, epochs, steps_per_epoch, callbacks=(), initial_epoch=0, 
     model._initial_epoch = initial_epoch  # noqa: SLF001 (the attribute BackupAndRestore sets)
     callback_list.on_train_begin()
     first = model._initial_epoch  # noqa: SLF001
-    if first > initial_epoch:  # restored: the dataset still starts at initial_epoch.
-        dataset = dataset.skip((first - initial_epoch) * steps_per_epoch)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    distributed = strategy.experimental_distribute_dataset(dataset)
 
     @tf.function
     def train_step(iterator):
@@ -162,6 +164,7 @@ def fit(model, dataset, epochs, steps_per_epoch, callbacks=(), initial_epoch=0, 
             for metric in model.metrics:
                 metric.reset_state()
             callback_list.on_epoch_begin(epoch)
+            iterator = iter(distributed)
             for step in range(steps_per_epoch):
                 callback_list.on_train_batch_begin(step)
                 train_step(iterator)

@@ -40,7 +40,7 @@ PRECISIONS = ("float32", "mixed_bfloat16")
 COMMON_DEFAULTS = {
     "model": "vae", "dataset": "mnist", "data_dir": None, "epochs": None, "batch_size": None,
     "learning_rate": None, "schedule": None, "binarization": None, "validation_size": 400,
-    "seed": 0, "precision": "float32", "jit_compile": False, "steps_per_execution": 20,
+    "seed": 0, "precision": "float32", "jit_compile": False, "steps_per_execution": 100,
     "init_from": None, "max_train_examples": None, "download": True,
     "eval_every": None, "eval_examples": 1000, "eval_num_samples": 1000,
     "image_every": None, "projector": False, "strategy": "default", "collective_timeout": None,
@@ -71,12 +71,11 @@ class Recipe:
     def build(self, config):
         raise NotImplementedError
 
-    def training_dataset(self, config, x_train, labels, epochs=1, first_epoch=0):
-        """The training batches of epochs `first_epoch` to `epochs - 1` of images in [0, 1] (with
-        the recipe's labels): `tfaae.data.make_epochs`."""
-        return tfaae_data.make_epochs(x_train, labels, batch_size=config["batch_size"],
-                                      binarization=config["binarization"], seed=config["seed"],
-                                      epochs=epochs, first_epoch=first_epoch)
+    def training_dataset(self, config, x_train, labels):
+        """The training batches of images in [0, 1] (with the recipe's labels), each epoch a
+        function of the seed and the epoch: a `tfaae.data.EpochBatches`."""
+        return tfaae_data.epoch_batches(x_train, labels, batch_size=config["batch_size"],
+                                        binarization=config["binarization"], seed=config["seed"])
 
     def prepare(self, model, x_train):
         """Data-dependent initialisation before training."""
@@ -313,16 +312,16 @@ class CategoricalRecipe(Recipe):
             hidden_units=(config["hidden_units"],) * 2, seed=config["seed"],
             dtype=config["precision"])
 
-    def training_dataset(self, config, x_train, labels, epochs=1, first_epoch=0):
+    def training_dataset(self, config, x_train, labels):
         if not self.semi_supervised(config):
-            return super().training_dataset(config, x_train, None, epochs, first_epoch)
+            return super().training_dataset(config, x_train, None)
         count = self._task_setting(config, "labels")
         x_labeled, y_labeled = (x_train, labels) if count == "all" else tfaae_data.labeled_subset(
             x_train, labels, count, seed=config["seed"])[:2]
-        return tfaae_data.semi_supervised_dataset(
+        return tfaae_data.semi_supervised_epochs(
             x_train, x_labeled, y_labeled, batch_size=config["batch_size"],
             labeled_batch_size=config["labeled_batch_size"], binarization=config["binarization"],
-            seed=config["seed"], epochs=epochs, first_epoch=first_epoch)
+            seed=config["seed"])
 
     def optimizers(self, config, steps_per_epoch, epochs):
         names = ("reconstruction_optimizer", "discriminator_optimizer", "generator_optimizer",
@@ -415,13 +414,14 @@ def _check_config(settings):
     return config
 
 
-def load_training_data(config, max_eval_examples=None, epochs=1, first_epoch=0):
+def load_training_data(config, max_eval_examples=None):
     """Returns the datasets of a run's settings: "train", "validation", "test", and "x_train"
     (the training images in [0, 1]) and "source" (where the data came from).
 
-    "train" holds the batches of epochs `first_epoch` to `epochs - 1`, each epoch's order and
-    binarization a function of the seed and the epoch (`tfaae.data.make_epochs`), so that a
-    resumed run trains on the batches of the uninterrupted one.
+    "train" is a `tfaae.data.EpochBatches` (a dataset of one epoch and the callback that tells it
+    the epoch): each epoch's order and binarization are functions of the seed and the epoch, so
+    that a resumed run trains on the batches of the uninterrupted one, and every epoch is one pass
+    whatever the steps per execution.
 
     For a model that trains with labels (its recipe's `training_labels`), the datasets hold
     (images, labels) pairs: the training labels as the recipe keeps them (-1: unlabeled), the
@@ -444,7 +444,7 @@ def load_training_data(config, max_eval_examples=None, epochs=1, first_epoch=0):
             None if labels is None else targets[:max_eval_examples], batch_size=100,
             binarization=fixed, seed=seed)
 
-    train = RECIPES[config["model"]].training_dataset(config, x_train, labels, epochs, first_epoch)
+    train = RECIPES[config["model"]].training_dataset(config, x_train, labels)
     return {"train": train, "validation": evaluation_set(x_val, y_val, config["seed"] + 2),
             "test": evaluation_set(*arrays["test"], config["seed"] + 3), "x_train": x_train,
             "y_train": y_train[:keep], "y_test": arrays["test"][1], "source": arrays["source"]}
@@ -524,8 +524,8 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
     epochs = config["epochs"] or sum(schedules.burda_epochs())
     backup_dir = os.path.join(run_dir, "backup")
     first_epoch = min(tfaae_callbacks.AtomicBackupAndRestore.saved_epoch(backup_dir), epochs)
-    data = load_training_data(config, epochs=epochs, first_epoch=first_epoch)
-    steps_per_epoch = math.ceil(len(data["x_train"]) / config["batch_size"])
+    data = load_training_data(config)
+    steps_per_epoch = data["train"].steps_per_epoch
     for key, times in AUTO_TIMES.items():
         if config[key] == "auto":
             config[key] = math.ceil(epochs / times)
@@ -546,6 +546,7 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
     nan_guard = tfaae_callbacks.StopOnNonFinite()
     history_file = tfaae_callbacks.HistoryFile(os.path.join(own_dir, "history.json"))
     all_callbacks = [
+        data["train"],  # tells the training dataset the epoch.
         nan_guard,
         tfaae_callbacks.AtomicCheckpoint(os.path.join(own_dir, "checkpoints", "last.keras")),
     ]
@@ -566,12 +567,11 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
         *callbacks]
     start = time.perf_counter()
     if multi_worker:  # Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras#20585).
-        history = distribute.fit(model, data["train"], epochs, steps_per_epoch, all_callbacks,
+        history = distribute.fit(model, data["train"].dataset, epochs, all_callbacks,
                                  initial_epoch=first_epoch, verbose=verbose)
     else:
-        history = model.fit(data["train"], validation_data=data["validation"], epochs=epochs,
-                            steps_per_epoch=steps_per_epoch, callbacks=all_callbacks,
-                            verbose=verbose, shuffle=False)
+        history = model.fit(data["train"].dataset, validation_data=data["validation"],
+                            epochs=epochs, callbacks=all_callbacks, verbose=verbose, shuffle=False)
     final = {k: float(v[-1]) for k, v in history.history.items() if v}
     if not final and history_file.records:  # resumed after the last epoch: nothing left to run.
         final = {k: v for k, v in history_file.records[-1].items() if k != "epoch"}
