@@ -6,9 +6,11 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from harness import max_weight_difference, one_device_and_mirrored, run_cli, run_cli_workers
-from tfaae import training
+from harness import (assert_clear_error, max_weight_difference, one_device_and_mirrored, run_cli,
+                     run_cli_workers)
+from tfaae import distribute, training
 
 # float32 sums split over two replicas round differently: measured differences are below 4e-7.
 WEIGHT_TOLERANCE = 1e-5
@@ -71,3 +73,10 @@ def test_two_worker_processes_train_as_one_process(tmp_path, mnist_dir, model, e
     for mine, theirs in zip(cluster_history, single_history):
         for metric, value in mine.items():
             assert value == pytest.approx(theirs[metric], rel=1e-5), metric
+
+
+def test_the_training_loop_wants_one_epoch_of_known_length():
+    for dataset, got in ((tf.data.Dataset.range(3).repeat(), "cardinality -1"),
+                         (tf.data.Dataset.range(3).filter(lambda i: i > 0), "cardinality -2")):
+        assert_clear_error(lambda d=dataset: distribute.fit(None, d, epochs=1), ValueError,
+                           "one epoch of batches", got)
