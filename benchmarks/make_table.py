@@ -86,8 +86,10 @@ def throughput_section():
             f"{r['machine']['cores']} cores, {r['date']})"
             + (f"; measured again after the cases: {after['float32']:.0f} and {after['bfloat16']:.0f}"
                if (after := r.get("matmul_peak_gflops_after_cases")) else "")
-            + ". GFLOP/s counts the matrix products of a training "
-            "step exactly; the fraction is of the float32 peak measured first."
+            + ". GFLOP/s counts the matrix products of a training step exactly; "
+            + (f"the run went {rounds} rounds (the peak measured before each), each configuration "
+               "keeps its best round and the fraction is of the best float32 peak."
+               if (rounds := r.get("rounds", 1)) > 1 else "the fraction is of the float32 peak measured first.")
             + (" Each case and configuration runs in a fresh process, as one training job would;"
                if r.get("process_per_configuration") else "")
             + (f" each configuration: the best of {r['windows']} windows of about "
