@@ -98,7 +98,9 @@ def throughput_section():
                + ", threads spread over the cores." if r.get("windows") else "")
             + (" Configurations: float32 graph, float32 with XLA (`-xla`), bfloat16 matmuls, and "
                "`-1thread`: each op on one thread (`--intra-op-threads 1`), the cores running "
-               "independent ops side by side." if "float32-1thread" in r["cases"][0]["configs"] else ""), "",
+               "independent ops side by side." if "float32-1thread" in r["cases"][0]["configs"] else "")
+            + (" `-2blocks`: each batch as two row blocks (`--batch-splits 2`)."
+               if "bfloat16-1thread-2blocks" in r["cases"][0]["configs"] else ""), "",
             "| model | k | layers | batch | examples/s | GFLOP/s | of peak | best configuration |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "",
             "Targets: " + "; ".join(targets) + "." + _float32_targets(r), "",

@@ -4,12 +4,14 @@ For each model, k, depth and batch size it trains through `model.fit` on real MN
 binarization (the tf.data pipeline users get) and `tfaae.optimizers.Adam` (as `tfaae train` does),
 and reports examples/s, the achieved GFLOP/s of the matrix products (counted exactly,
 `common.training_flops_per_example`) and the ratio to the float32 matmul peak measured in the same
-run. Each case runs in five execution configurations: float32 graph (the default), float32 XLA
+run. Each case runs in six execution configurations: float32 graph (the default), float32 XLA
 (`jit_compile=True`), bfloat16 matmuls (`mixed_bfloat16`), and the float32 and bfloat16 graphs with
 each op on one thread (`-1thread`: `tf.config.threading.set_intra_op_parallelism_threads(1)`, as
 `tfaae train --intra-op-threads 1` sets it; the cores then run independent ops side by side, such
 as a layer's weight and input gradients, instead of splitting each small matmul over both and
-waiting for the slower half); the best is reported next to all five. Each case and configuration
+waiting for the slower half); and the bfloat16 one-thread graph with each batch run as two row
+blocks (`-2blocks`, `tfaae train --batch-splits 2`), so that the forward pass too has two
+independent chains. The best is reported next to all six. Each case and configuration
 runs in a fresh worker process, as
 one training job would: in one long-lived process the order mattered (the bfloat16 IWAE k=50 ran
 at 3,548 ex/s when timed first and 2,114-2,760 after the float32 XLA model). Each is timed over
@@ -52,6 +54,8 @@ CONFIGS = {
     "bfloat16": {"dtype": "mixed_bfloat16", "jit_compile": False},
     "float32-1thread": {"dtype": "float32", "jit_compile": False, "intra_op_threads": 1},
     "bfloat16-1thread": {"dtype": "mixed_bfloat16", "jit_compile": False, "intra_op_threads": 1},
+    "bfloat16-1thread-2blocks": {"dtype": "mixed_bfloat16", "jit_compile": False,
+                                 "intra_op_threads": 1, "batch_splits": 2},
 }
 TARGETS = {1: 0.35, 5: 0.50, 50: 0.70}  # fraction of the float32 matmul peak, IWAE, per k.
 
@@ -69,7 +73,8 @@ def measure(images, model_name, k, layers, batch, config, seconds, steps_per_exe
     cls = tfaae.IWAE if model_name == "iwae" else tfaae.VAE
     settings = CONFIGS[config]
     encoder, decoder = networks.burda_networks(layers, dtype=settings["dtype"], seed=0)
-    model = cls(encoder=encoder, decoder=decoder, num_samples=k, seed=0, dtype=settings["dtype"])
+    model = cls(encoder=encoder, decoder=decoder, num_samples=k, seed=0, dtype=settings["dtype"],
+                batch_splits=settings.get("batch_splits", 1))
     model.initialize_output_bias(images[:1000])
     model.compile(optimizer=tfaae.optimizers.Adam(1e-4, epsilon=1e-4),
                   jit_compile=settings["jit_compile"], steps_per_execution=steps_per_execution)

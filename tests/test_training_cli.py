@@ -199,6 +199,9 @@ def test_cli_trains_and_evaluates(tmp_path, mnist_dir):
     (["train", "vae", "--logdir", "x", "--dataset", "cifar", "--no-download"], "Unknown dataset 'cifar'"),
     (["train", "vae", "--logdir", "x", "--prior", "mixture"], "prior do not apply to the vae"),
     (["train", "vae", "--logdir", "x", "--intra-op-threads", "0"], "expected a positive integer, got '0'"),
+    (["train", "iwae", "--logdir", "x", "--batch-splits", "0"], "expected a positive integer, got '0'"),
+    (["train", "aae", "--logdir", "x", "--epochs", "1", "--batch-splits", "2"],
+     "batch_splits do not apply to the aae"),
 ])
 def test_cli_bad_flags_get_clear_messages(args, fragment, tmp_path):
     args = [str(tmp_path / a) if a == "x" else a for a in args]

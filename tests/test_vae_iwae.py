@@ -53,6 +53,24 @@ def test_same_seed_same_run_other_seed_other_run(binary_train):
     assert histories[0] != histories[2]
 
 
+@pytest.mark.parametrize("estimator", ["reparam", "dreg"])
+def test_batch_splits_change_only_the_speed(binary_train, estimator):
+    # Row blocks draw their rows of the whole batch's noise: the same updates, float32 round-off
+    # of other sums only. Batches of 21, 20 and 2 (3 blocks: one empty) and a fit epoch.
+    models = [small(tfaae.IWAE, layers=2, num_samples=5, gradient_estimator=estimator,
+                    batch_splits=splits) for splits in (1, 2, 3)]
+    x = tf.reshape(binary_train[:21], [21, -1])
+    logs = [[m.train_on_batch(x[:size], return_dict=True) for size in (21, 20, 2)] for m in models]
+    histories = [fit_steps(m, binary_train, steps=2) for m in models]
+    for model, log, history in zip(models[1:], logs[1:], histories[1:]):
+        assert_weights_equal(models[0], model, atol=1e-5)
+        for got, want in zip(log, logs[0]):
+            assert got == pytest.approx(want, rel=1e-5)
+        for key, values in history.items():
+            assert values == pytest.approx(histories[0][key], rel=1e-5), key
+    assert tfaae.IWAE.from_config(models[2].get_config()).batch_splits == 3
+
+
 def test_dreg_gives_finite_updates_and_differs_from_reparam(binary_train):
     reparam = small(tfaae.IWAE, layers=2, num_samples=5)
     dreg = small(tfaae.IWAE, layers=2, num_samples=5, gradient_estimator="dreg")
@@ -181,6 +199,7 @@ def test_bad_input_gets_clear_errors(binary_train):
                        ValueError, "non-finite values 1")
     assert_clear_error(lambda: tfaae.IWAE(num_samples=0), ValueError, "num_samples", "got 0")
     assert_clear_error(lambda: tfaae.IWAE(num_samples=2.5), TypeError, "num_samples", "2.5")
+    assert_clear_error(lambda: tfaae.IWAE(batch_splits=0), ValueError, "batch_splits", "got 0")
     assert_clear_error(lambda: tfaae.IWAE(gradient_estimator="rws"), ValueError,
                        "gradient_estimator", "'rws'")
     assert_clear_error(lambda: tfaae.VAE(num_layers=3), ValueError, "num_layers", "got 3")

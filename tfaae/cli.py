@@ -159,6 +159,9 @@ def build_parser():
                      help="k, samples per example (default: 1 for vae, 50 for iwae)")
     vae.add_argument("--layers", type=int, choices=[1, 2], help="stochastic layers (default 1)")
     vae.add_argument("--gradient-estimator", choices=["reparam", "dreg"], help="iwae only")
+    vae.add_argument("--batch-splits", type=_positive_int,
+                     help="run each training batch as this many row blocks the cores can work on "
+                          "side by side, the same numbers (default 1; 2 with --intra-op-threads 1)")
     aae = train.add_argument_group("aae")
     aae.add_argument("--latent-dim", type=_positive_int, help="size of z (default 8)")
     aae.add_argument("--prior", choices=["gaussian", "mixture", "swiss_roll"],

@@ -10,13 +10,21 @@ the global batch. Noise per example is drawn for the whole global batch from the
 each replica keeps its own rows (`replica_rows`), so an example gets the same noise on one device as
 on several, and training under a strategy gives the updates of a single-device run.
 
+A training step may also run its batch as independent row blocks (`VAE(batch_splits=...)`): within
+`row_block` the noise of a block's rows is their rows of the whole batch's noise, the same way.
+
 Serving needs randomness without state: a `[2]` integer seed tensor (a request's input) goes
 through the same functions, and `fold_in` derives one seed per draw from it.
 """
 
+import contextlib
+import threading
+
 import keras
 import numpy as np
 import tensorflow as tf
+
+_BLOCK = threading.local()
 
 
 def draw_seed(seed):
@@ -109,6 +117,8 @@ def global_batch(local_size):
     """Where this replica's rows sit in the global batch: `(offset, global_size)`.
 
     Outside a `tf.distribute` replica context (or with one replica) it is `(0, local_size)`.
+    Within `row_block(offset, replica_size)` the rows are those of the block: `local_size` is the
+    block's and the offset adds the block's.
     With several replicas the replicas' sizes are all-gathered (replicas of the last batch may
     hold different numbers of examples), and replica r's rows follow those of replicas 0..r-1, as
     `tf.distribute` splits a global batch.
@@ -119,6 +129,16 @@ def global_batch(local_size):
     Returns:
         `(offset, global_size)`: int32 scalars (Python ints with one replica).
     """
+    block = getattr(_BLOCK, "rows", None)
+    if block is not None:  # a row block of this replica's batch: its rows within the global batch.
+        block_offset, replica_size = block
+        offset, total = _replica_batch(replica_size)
+        return tf.cast(offset, tf.int32) + tf.cast(block_offset, tf.int32), tf.cast(total, tf.int32)
+    return _replica_batch(local_size)
+
+
+def _replica_batch(local_size):
+    """`global_batch` of a whole replica batch (no row block)."""
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return 0, local_size
@@ -143,9 +163,36 @@ def replica_rows(draw, local_size, axis=0):
         >>> noise = replica_rows(lambda n: normal(tf.stack([n, 3]), 7), 4)  # [4, 3]
     """
     offset, total = global_batch(local_size)
-    if isinstance(total, int) or total is local_size:
+    if total is local_size:  # one replica, no row block.
         return draw(local_size)
     return tf.gather(draw(total), tf.range(offset, offset + tf.cast(local_size, tf.int32)), axis=axis)
+
+
+@contextlib.contextmanager
+def row_block(offset, replica_size):
+    """Within this context (while a function is traced), noise drawn for a batch is that of rows
+    `offset` onwards of the noise drawn for this replica's whole batch of `replica_size` rows.
+
+    So a batch that runs as several blocks (independent chains of ops that the cores can run side
+    by side) draws the noise it would draw whole. `average_loss` is to be called outside.
+
+    Args:
+        offset: the block's first row (int32 scalar).
+        replica_size: the rows of the whole batch (int32 scalar).
+
+    Example:
+        >>> whole = replica_rows(lambda n: normal(tf.stack([n, 3]), 7), 4)
+        >>> with row_block(2, 4):
+        ...     tail = replica_rows(lambda n: normal(tf.stack([n, 3]), 7), 2)
+        >>> bool(tf.reduce_all(tail == whole[2:]))
+        True
+    """
+    previous = getattr(_BLOCK, "rows", None)
+    _BLOCK.rows = (offset, replica_size)
+    try:
+        yield
+    finally:
+        _BLOCK.rows = previous
 
 
 def average_loss(per_example):

@@ -102,18 +102,21 @@ class LatentVariableRecipe(Recipe):
 
     def __init__(self, model_class, num_samples):
         self.model_class = model_class
-        self.settings = {"num_samples": num_samples, "layers": 1, "gradient_estimator": "reparam"}
+        self.settings = {"num_samples": num_samples, "layers": 1, "gradient_estimator": "reparam",
+                         "batch_splits": 1}
 
     def check(self, config):
         validation.check_positive_int("num_samples", config["num_samples"])
         validation.check_positive_int("layers", config["layers"])
+        validation.check_positive_int("batch_splits", config["batch_splits"])
         if config["gradient_estimator"] != "reparam" and self.model_class is not tfaae.IWAE:
             raise ValueError(f"gradient_estimator={config['gradient_estimator']!r} applies to the "
                              f"IWAE only; {config['model']!r} trains with the reparameterised gradient.")
 
     def build(self, config):
         kwargs = {"num_layers": config["layers"], "num_samples": config["num_samples"],
-                  "seed": config["seed"], "dtype": config["precision"]}
+                  "seed": config["seed"], "dtype": config["precision"],
+                  "batch_splits": config["batch_splits"]}
         if self.model_class is tfaae.IWAE:
             kwargs["gradient_estimator"] = config["gradient_estimator"]
         return self.model_class(**kwargs)
@@ -479,7 +482,8 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
             "mixed_bfloat16"), jit_compile, steps_per_execution, init_from (a run directory whose
             final weights start this run, e.g. the VAE before the IWAE in Burda et al.'s table 2),
             max_train_examples, download; and the model's own (`RECIPES[model].settings`):
-            num_samples, layers, gradient_estimator for the VAE/IWAE; latent_dim, prior
+            num_samples, layers, gradient_estimator, batch_splits (`VAE(batch_splits=)`) for the
+            VAE/IWAE; latent_dim, prior
             ("gaussian", "mixture", "swiss_roll"), prior_scale, posterior ("deterministic",
             "gaussian", "universal"), supervised ("none", "discriminator", "decoder"), labels
             (how many training labels to keep, class-balanced, for supervised="discriminator"),

@@ -39,9 +39,13 @@ class VAE(ImageModel):
         num_samples: k, samples per example in the training objective.
         image_shape: shape of one image.
         seed: seed of the model's randomness (sampling of h); None for nondeterministic.
+        batch_splits: a training step runs its batch as this many row blocks, independent
+            chains of ops that the cores can run side by side (with one thread per op,
+            `tfaae train --intra-op-threads 1 --batch-splits 2`); the noise and the numbers stay
+            those of the whole batch (`training_log_weights`).
 
     Raises:
-        ValueError: for k < 1, mismatched networks, or only one of encoder/decoder given.
+        ValueError: for k < 1, batch_splits < 1, mismatched networks, or only one of encoder/decoder given.
 
     Example:
         >>> model = VAE(num_layers=1, num_samples=1, seed=0)
@@ -53,9 +57,10 @@ class VAE(ImageModel):
     """
 
     def __init__(self, encoder=None, decoder=None, num_layers=1, num_samples=1,
-                 image_shape=(28, 28, 1), seed=None, **kwargs):
+                 image_shape=(28, 28, 1), seed=None, batch_splits=1, **kwargs):
         super().__init__(image_shape=image_shape, seed=seed, **kwargs)
         self.num_samples = validation.check_positive_int("num_samples", num_samples)
+        self.batch_splits = validation.check_positive_int("batch_splits", batch_splits)
         if (encoder is None) != (decoder is None):
             raise ValueError("Pass both encoder and decoder, or neither to build the preset; got "
                              f"encoder={type(encoder).__name__}, decoder={type(decoder).__name__}.")
@@ -207,6 +212,30 @@ class VAE(ImageModel):
         log_px = self.decoder[-1].log_prob(self._unflatten(codes[1], k, batch), x)
         return {"log_w": log_px - kl, "log_px": log_px, "kl": kl}
 
+    def training_log_weights(self, x, **kwargs):
+        """`log_weights` of a training step: k samples, the batch run as `batch_splits` row blocks.
+
+        One seed is drawn from the model's generator per step; each block draws its rows of the
+        noise of the whole batch (`tfaae.random.row_block`), so the number of blocks changes which
+        ops can run side by side, not the numbers (up to float32 summation order).
+
+        Args:
+            x: `[batch, D]` flat images.
+            **kwargs: passed to `log_weights` (e.g. `stop_proposal_gradient`).
+
+        Returns:
+            `log_weights`' dict of `[k, batch]` tensors.
+        """
+        seed, batch = random.draw_seed(self.seed_generator), tf.shape(x)[0]
+        if self.batch_splits == 1:
+            return self.log_weights(x, self.num_samples, seed=seed, **kwargs)
+        ends = [batch * i // self.batch_splits for i in range(self.batch_splits + 1)]
+        blocks = []
+        for start, end in zip(ends[:-1], ends[1:]):
+            with random.row_block(start, batch):
+                blocks.append(self.log_weights(x[start:end], self.num_samples, seed=seed, **kwargs))
+        return {key: tf.concat([block[key] for block in blocks], 1) for key in blocks[0]}
+
     def bound(self, log_weights):
         """The training objective's per-example value from `[k, batch]` log weights."""
         return bounds.elbo(log_weights)
@@ -215,7 +244,7 @@ class VAE(ImageModel):
         """Gradients of the negative bound; returns (grads, variables, bound, terms)."""
         # Phase: variational. Encoder q and decoder p ascend the bound together.
         with tf.GradientTape() as tape:
-            terms = self.log_weights(x, self.num_samples)
+            terms = self.training_log_weights(x)
             bound = self.bound(terms["log_w"])
             loss = random.average_loss(-bound)
         variables = self.trainable_variables
@@ -360,6 +389,7 @@ class VAE(ImageModel):
 
     def get_config(self):
         return {**super().get_config(), "num_samples": self.num_samples,
+                "batch_splits": self.batch_splits,
                 "encoder": [keras.saving.serialize_keras_object(l) for l in self.encoder],
                 "decoder": [keras.saving.serialize_keras_object(l) for l in self.decoder]}
 
@@ -410,7 +440,7 @@ class IWAE(VAE):
         # Phase: variational, DReG. One forward pass; the decoder follows sum w~ log w, the
         # encoder sum w~^2 log w with q's weights stopped inside log q.
         with tf.GradientTape(persistent=True) as tape:
-            terms = self.log_weights(x, self.num_samples, stop_proposal_gradient=True)
+            terms = self.training_log_weights(x, stop_proposal_gradient=True)
             bound = self.bound(terms["log_w"])
             decoder_surrogate, encoder_surrogate = bounds.dreg_surrogates(terms["log_w"])
             decoder_loss = random.average_loss(-decoder_surrogate)
