@@ -416,12 +416,10 @@ def make_epochs(images, labels=None, batch_size=100, binarization="dynamic", see
             and 0 <= first_epoch <= epochs):
         raise ValueError(f"epochs and first_epoch must be integers with 0 <= first_epoch <= epochs; "
                          f"got epochs={epochs!r}, first_epoch={first_epoch!r}.")
-    tensors = _in_memory(images, labels, batch_size, binarization, seed)
-    size = len(images)
     ds = tf.data.Dataset.range(first_epoch, epochs).flat_map(
-        lambda epoch: _epoch(tensors, size, batch_size, binarization, _epoch_key(seed, epoch)))
+        _epochs_of(images, labels, batch_size, binarization, seed))
     ds = ds.apply(tf.data.experimental.assert_cardinality(
-        (epochs - first_epoch) * _num_batches(size, batch_size, False)))
+        (epochs - first_epoch) * _num_batches(len(images), batch_size, False)))
     return _prefetched(ds)
 
 
@@ -431,6 +429,13 @@ def _epoch(tensors, size, batch_size, binarization, key, drop_remainder=False):
     order = tf.random.experimental.stateless_shuffle(tf.range(size, dtype=tf.int64), seed=key)
     binarize_seed = key + tf.constant([1, 0], tf.int64) if binarization == "dynamic" else None
     return _batches(tensors, order, batch_size, drop_remainder, binarize_seed)
+
+
+def _epochs_of(images, labels, batch_size, binarization, seed):
+    """The function of the epoch (int64 scalar) returning that epoch's batches of `images`."""
+    tensors = _in_memory(images, labels, batch_size, binarization, seed)
+    return lambda epoch: _epoch(tensors, len(images), batch_size, binarization,
+                                _epoch_key(seed, epoch))
 
 
 def _epoch_key(seed, epoch):
@@ -491,11 +496,8 @@ def epoch_batches(images, labels=None, batch_size=100, binarization="dynamic", s
         >>> feed.steps_per_epoch
         3
     """
-    tensors = _in_memory(images, labels, batch_size, binarization, seed)
-    size = len(images)
-    return EpochBatches(
-        lambda epoch: _epoch(tensors, size, batch_size, binarization, _epoch_key(seed, epoch)),
-        _num_batches(size, batch_size, False))
+    return EpochBatches(_epochs_of(images, labels, batch_size, binarization, seed),
+                        _num_batches(len(images), batch_size, False))
 
 
 def load_datasets(name="mnist", data_dir=None, batch_size=100, validation_size=400,
