@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from harness import (assert_weights_equal, kill_cli_when, max_weight_difference, run_cli,
-                     small_model)
+from harness import (assert_clear_error, assert_weights_equal, kill_cli_when, max_weight_difference,
+                     run_cli, small_model)
 from tfaae import callbacks, training
 
 EPOCHS, STEPS = 3, 200
@@ -139,3 +139,86 @@ def test_kill_9_while_writing_leaves_the_old_or_the_new_file(tmp_path):
             state = json.loads(target.read_text())  # whole: parses, and is one version entirely.
             assert state["payload"] == [state["version"]] * 200_000
     assert target.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Time limits: a run split into pieces by --time-limit ends where an uninterrupted one ends.
+
+def _pieces_by_time_limit(run, **settings):
+    """Calls `training.train` with a limit shorter than an epoch until it completes: one epoch a
+    call. Returns the statuses of the calls."""
+    statuses = []
+    while not statuses or statuses[-1] == "stopped_time_limit":
+        statuses.append(training.train(run, verbose=0, time_limit=1e-3, **settings)["status"])
+    return statuses
+
+
+def _assert_same_run(whole, pieces, rel=1e-5):
+    a, b = training.load_run_model(whole), training.load_run_model(pieces)
+    names = getattr(a, "optimizer_names", ("optimizer",))
+    assert [int(getattr(b, n).iterations) for n in names] == [
+        int(getattr(a, n).iterations) for n in names]
+    assert_weights_equal(a, b, atol=1e-5)
+    history = json.load(open(os.path.join(pieces, "history.json")))
+    expected = json.load(open(os.path.join(whole, "history.json")))
+    assert [h["epoch"] for h in history] == list(range(1, EPOCHS + 1))
+    for got, want in zip(history, expected):
+        assert got == pytest.approx(want, rel=rel)
+
+
+def test_a_run_split_in_three_by_the_cli_time_limit_ends_as_an_uninterrupted_one(tmp_path, mnist_dir):
+    whole, pieces = str(tmp_path / "whole"), str(tmp_path / "pieces")
+    assert run_cli(*_train_command("iwae", whole, mnist_dir, "--num-samples", 3)).returncode == 0
+    codes = []
+    while not codes or codes[-1] == 3:
+        proc = run_cli(*_train_command("iwae", pieces, mnist_dir, "--num-samples", 3,
+                                       "--time-limit", "1s"))
+        codes.append(proc.returncode)
+        if proc.returncode == 3:  # stopped: the backup is there, no result.json yet.
+            assert "run the same command to continue" in proc.stderr
+            result = json.loads(proc.stdout)
+            assert (result["status"], result["epochs"], result["of_epochs"]) == (
+                "stopped_time_limit", len(codes), EPOCHS)
+            assert _backed_up_epochs(pieces) == len(codes)
+            assert not os.path.exists(os.path.join(pieces, "result.json"))
+    assert codes == [3, 3, 0]  # one epoch a call: every call after TensorFlow's start-up > 1 s.
+    assert not os.path.exists(os.path.join(pieces, "backup"))
+    _assert_same_run(whole, pieces)
+    clock = json.load(open(os.path.join(pieces, "clock.json")))
+    assert [c["epoch"] for c in clock] == [1, 2, 3]
+    for key in ("wall_seconds", "cpu_seconds"):  # summed over the three processes.
+        assert 0 < clock[0][key] < clock[1][key] < clock[2][key]
+
+
+@pytest.mark.parametrize("model,settings", [
+    ("aae", {"hidden_units": 32}),
+    ("semi-supervised", {"hidden_units": 32, "labels": 100, "labeled_batch_size": 10}),
+])
+def test_time_limits_split_adversarial_runs_without_changing_them(tmp_path, mnist_dir, model,
+                                                                   settings):
+    common = {"model": model, "epochs": EPOCHS, "max_train_examples": 10 * STEPS,
+              "batch_size": 10, "validation_size": 100, "steps_per_execution": 1,
+              "image_every": None, "projector": False, "data_dir": mnist_dir, **settings}
+    whole, pieces = str(tmp_path / "whole"), str(tmp_path / "pieces")
+    training.train(whole, verbose=0, **common)
+    assert _pieces_by_time_limit(pieces, **common) == ["stopped_time_limit"] * 2 + ["completed"]
+    _assert_same_run(whole, pieces)
+
+
+def test_time_limit_arguments_are_checked(tmp_path):
+    assert callbacks.parse_duration("150m") == 9000
+    assert callbacks.parse_duration("2.5h") == 9000
+    assert callbacks.parse_duration("90s") == 90
+    assert callbacks.parse_duration("1d") == 86400
+    assert callbacks.parse_duration("30") == 1800  # Slurm: bare minutes.
+    assert callbacks.parse_duration("1:30:00") == 5400
+    assert callbacks.parse_duration("2:30") == 150
+    for bad in ("", "soon", "-5m", "0", "1:2:3:4", "nan"):
+        assert_clear_error(lambda: callbacks.parse_duration(bad), ValueError, "positive duration",
+                           repr(bad))
+    assert_clear_error(lambda: training.train(str(tmp_path / "r"), time_limit=0), ValueError,
+                       "time_limit", "0")
+    assert_clear_error(lambda: callbacks.TimeLimit("soon"), TypeError, "deadline", "'soon'")
+    assert_clear_error(lambda: callbacks.TimeLimit(1.0, margin=0.5), ValueError, "margin", "0.5")
+    proc = run_cli("train", "vae", "--logdir", str(tmp_path / "x"), "--time-limit", "soon")
+    assert proc.returncode == 2 and "--time-limit" in proc.stderr and "'soon'" in proc.stderr

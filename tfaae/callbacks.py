@@ -1,9 +1,10 @@
-"""Training callbacks: atomic checkpoints, a clean stop when a reported number stops being finite,
-periodic evaluation and the history file. TensorBoard's figures and summaries are in
-`tfaae.monitoring`."""
+"""Training callbacks: atomic checkpoints, a clean stop when a reported number stops being finite
+or when a time limit nears, periodic evaluation, the history file and the run's clock. TensorBoard's
+figures and summaries are in `tfaae.monitoring`."""
 
 import math
 import os
+import time
 
 import keras
 
@@ -142,15 +143,113 @@ class HistoryFile(keras.callbacks.Callback):
             with open(self.path, encoding="utf-8") as f:
                 self.records = json.load(f)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def record(self, epoch, logs):
+        """The record of an epoch (counted from 0): its number and every numeric entry of `logs`."""
         record = {"epoch": epoch + 1}
         for key, value in (logs or {}).items():
             try:
                 record[key] = float(value)
             except (TypeError, ValueError):
                 continue
-        self.records = [r for r in self.records if r["epoch"] < epoch + 1] + [record]
+        return record
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.records = [r for r in self.records if r["epoch"] < epoch + 1] + [self.record(epoch, logs)]
         io.write_json(self.path, self.records)
+
+
+class RunClock(HistoryFile):
+    """Keeps, for every epoch, the training time spent so far, summed over resumptions, in a JSON
+    file: {"epoch": n, "wall_seconds": s, "cpu_seconds": c} records (`clock.json` of a run).
+
+    `cpu_seconds` is this process's CPU time (every thread, so two busy cores count twice): the
+    "CPU-hours" a learning curve is plotted against. A resumed run adds to the time of the last
+    epoch it resumes after; time spent on an epoch that a crash cut short is not counted.
+
+    Args:
+        path: the JSON file.
+    """
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._start = (time.perf_counter(), time.process_time())
+        self._resumed = None
+
+    def record(self, epoch, logs):
+        if self._resumed is None:  # the last epoch before this process's first one.
+            before = [r for r in self.records if r["epoch"] <= epoch]
+            self._resumed = before[-1] if before else {"wall_seconds": 0.0, "cpu_seconds": 0.0}
+        return {"epoch": epoch + 1,
+                "wall_seconds": round(self._resumed["wall_seconds"]
+                                      + time.perf_counter() - self._start[0], 3),
+                "cpu_seconds": round(self._resumed["cpu_seconds"]
+                                     + time.process_time() - self._start[1], 3)}
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training at an epoch boundary when the next epoch might not end before a deadline.
+
+    After each epoch it compares the time left with the longest epoch seen so far (the periodic
+    evaluations and backups included) times `margin`; when that does not fit, it sets
+    `model.stop_training`, and `stopped` is True. Every epoch's callbacks (the backup among them)
+    still run, so re-running the same `tfaae.training.train` call continues from there, with the
+    learning-rate schedule and the data order of an uninterrupted run. At least one epoch is
+    trained per `fit`, so a loop of re-runs always moves forward.
+
+    Args:
+        deadline: a `time.monotonic()` value: when the limit is reached.
+        margin: the multiple of the longest epoch that must still fit (default 1.1).
+
+    Example:
+        >>> limit = TimeLimit(time.monotonic() + 3600)  # one hour from now.
+        >>> model.fit(x, epochs=100, callbacks=[limit, backup])  # limit.stopped: re-run later.
+    """
+
+    def __init__(self, deadline, margin=1.1):
+        super().__init__()
+        if not isinstance(deadline, (int, float)) or isinstance(deadline, bool):
+            raise TypeError(f"deadline must be a time.monotonic() value; got {deadline!r}.")
+        if not (isinstance(margin, (int, float)) and margin >= 1):
+            raise ValueError(f"margin must be a number >= 1; got {margin!r}.")
+        self.deadline, self.margin = float(deadline), float(margin)
+        self.stopped = False
+
+    def on_train_begin(self, logs=None):
+        self._last, self.longest = time.monotonic(), 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        self.longest, self._last = max(self.longest, now - self._last), now
+        if now + self.margin * self.longest > self.deadline and epoch + 1 < (self.params or {}).get(
+                "epochs", math.inf):
+            self.stopped = True
+            self.model.stop_training = True
+
+
+def parse_duration(text):
+    """Seconds of a duration: "90s", "150m", "2.5h", "1d", a bare number of minutes (as Slurm's
+    --time), "MM:SS" or "HH:MM:SS".
+
+    Raises:
+        ValueError: for anything else, or a duration that is not positive.
+    """
+    value = None
+    text_ = str(text).strip().lower()
+    try:
+        if ":" in text_:
+            parts = [float(p) for p in text_.split(":")]
+            if len(parts) in (2, 3) and all(p >= 0 for p in parts):
+                value = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+        elif text_[-1:] in "smhd" and text_[-1:]:
+            value = float(text_[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text_[-1]]
+        else:
+            value = float(text_) * 60
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"expected a positive duration such as 90s, 150m, 2.5h, 1d, a number of "
+                         f"minutes or HH:MM:SS; got {text!r}")
+    return value
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -183,10 +282,14 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def __init__(self, backup_dir, save_dir=None):
         super().__init__(os.fspath(backup_dir), save_freq="epoch")
         self.save_dir = os.fspath(save_dir or backup_dir)
+        self._finished = False
 
     def on_train_end(self, logs=None):
+        """Removes the backup once the run has trained its last epoch or stopped on a non-finite
+        number; a run stopped early otherwise (`TimeLimit`) keeps it, to continue from."""
         import shutil
-        shutil.rmtree(self.save_dir, ignore_errors=True)
+        if self._finished:
+            shutil.rmtree(self.save_dir, ignore_errors=True)
 
     @classmethod
     def saved_epoch(cls, backup_dir):
@@ -207,6 +310,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         return metadata
 
     def on_train_begin(self, logs=None):
+        epochs = (self.params or {}).get("epochs")
+        self._finished = epochs is not None and self.saved_epoch(self.backup_dir) >= epochs
         self._load_model()
 
     def _load_model(self):
@@ -227,7 +332,10 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     def on_epoch_end(self, epoch, logs=None):
         if non_finite(logs):
+            self._finished = True
             return
+        if epoch + 1 == (self.params or {}).get("epochs"):
+            self._finished = True
         super().on_epoch_end(epoch, logs)
 
     def _save_model(self):

@@ -53,6 +53,15 @@ def _non_negative_int(text):
     return _number(text, int, lambda v: v >= 0, "an integer >= 0")
 
 
+def _duration(text):
+    """Seconds of a duration (`tfaae.callbacks.parse_duration`), or an argparse error."""
+    from tfaae.callbacks import parse_duration
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _positive_float(text):
     return _number(text, float, lambda v: v > 0, "a positive number")
 
@@ -152,6 +161,11 @@ def build_parser():
                             "TF_CONFIG; see the README)")
     train.add_argument("--collective-timeout", type=_positive_int,
                        help="multi-worker: seconds a worker waits for the others before failing")
+    train.add_argument("--time-limit", type=_duration, default=None,
+                       help="stop at the last epoch boundary before this much time has passed "
+                            "(e.g. 150m, 2.5h, 90s, 1:30:00; a Slurm or preemptible job's limit), "
+                            "the backup written, and exit with status 3; the same command "
+                            "continues the run (at least one epoch per call)")
     train.add_argument("--quiet", action="store_true", default=False, help="no progress bar")
     _add_thread_flags(train)
     vae = train.add_argument_group("vae and iwae")
@@ -246,9 +260,16 @@ def main(argv=None):
 
     try:
         if args.command == "train":
-            settings = {k: v for k, v in vars(args).items() if k not in ("command", "logdir", "quiet")}
-            result = training.train(args.logdir, verbose=0 if args.quiet else 1, **settings)
+            settings = {k: v for k, v in vars(args).items()
+                        if k not in ("command", "logdir", "quiet", "time_limit")}
+            result = training.train(args.logdir, verbose=0 if args.quiet else 1,
+                                    time_limit=args.time_limit, **settings)
             print(json.dumps({**result, "threads": threads}, indent=2))
+            if result["status"] == "stopped_time_limit":
+                print(f"tfaae: time limit: stopped after epoch {result['epochs']} of "
+                      f"{result['of_epochs']}, backed up; run the same command to continue",
+                      file=sys.stderr)
+                return 3
             if result["status"] != "completed":
                 stop = result["stopped_at"]
                 kept = (f"the last good checkpoint is {result['last_good_checkpoint']}"

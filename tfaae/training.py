@@ -10,6 +10,8 @@ A run directory holds:
   the same command, even after `kill -9`: it goes on from the last epoch backed up);
 * `checkpoints/last.keras`: the last good epoch, written atomically;
 * `history.json`: every epoch's metrics (the learning curve), kept across resumptions;
+* `clock.json`: the training time (wall and CPU seconds) spent by the end of every epoch, summed
+  over resumptions;
 * `model.keras`: the final model; `result.json`: status, epochs, final metrics, time;
 * `eval.json`: what `evaluate_run` measured.
 
@@ -467,13 +469,18 @@ def _same_settings(saved, config):
     return {k: (saved.get(k), config.get(k)) for k in keys if saved.get(k) != config.get(k)}
 
 
-def train(run_dir, verbose=1, callbacks=(), **settings):
+def train(run_dir, verbose=1, callbacks=(), time_limit=None, **settings):
     """Trains a model and writes its run directory; re-running the same call resumes it.
 
     Args:
         run_dir: the run directory (created).
         verbose: Keras verbosity (1: progress bar).
         callbacks: extra Keras callbacks.
+        time_limit: seconds this call may take (None: no limit), counted from the call: training
+            stops at the last epoch boundary before it (`tfaae.callbacks.TimeLimit`: at least one
+            epoch per call), with the backup written, and the result's status is
+            "stopped_time_limit"; calling again with the same settings continues, as if
+            uninterrupted (schedule, data order and noise).
         **settings: any of `COMMON_DEFAULTS`: model ("vae", "iwae", "aae", or the categorical
             AAE's "semi-supervised", "clustering", "dim-reduction"), dataset, data_dir,
             epochs (None: the paper's 3,280 for the VAE/IWAE; required for the AAE), batch_size,
@@ -503,12 +510,18 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
             waits for the others before failing).
 
     Returns:
-        dict: the `result.json` content (status "completed" or "stopped_non_finite").
+        dict: the `result.json` content (status "completed" or "stopped_non_finite"), or, with
+        status "stopped_time_limit", the same fields for the epochs trained so far (no
+        `result.json` is written: the run goes on at the next call).
 
     Raises:
         ValueError: for bad settings, a completed run, or a run directory holding other settings.
         TypeError: for unknown settings.
     """
+    called = time.monotonic()
+    if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
+        raise ValueError(f"time_limit must be a positive number of seconds or None; got "
+                         f"{time_limit!r}.")
     config = _check_config(settings)
     recipe = RECIPES[config["model"]]
     config_path = os.path.join(run_dir, "config.json")
@@ -564,11 +577,13 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
             eval_num_samples=config["eval_num_samples"], projector=config["projector"],
             seed=config["seed"],
             hparams={k: v for k, v in config.items() if k not in ("data_dir", "download")})]
+    time_guard = None if time_limit is None else tfaae_callbacks.TimeLimit(called + time_limit)
     all_callbacks += [
         history_file,
+        tfaae_callbacks.RunClock(os.path.join(own_dir, "clock.json")),
         # Last: an epoch is backed up once every callback has seen it (and drawn its noise).
         tfaae_callbacks.AtomicBackupAndRestore(backup_dir, os.path.join(own_dir, "backup")),
-        *callbacks]
+        *callbacks, *([time_guard] if time_guard else [])]
     start = time.perf_counter()
     if multi_worker:  # Keras 3.15's fit fails under MultiWorkerMirroredStrategy (keras#20585).
         history = distribute.fit(model, data["train"].dataset, epochs, all_callbacks,
@@ -586,6 +601,12 @@ def train(run_dir, verbose=1, callbacks=(), **settings):
         checkpoint = os.path.join(run_dir, "checkpoints", "last.keras")
         result.update(status="stopped_non_finite", stopped_at=nan_guard.stopped_at,
                       last_good_checkpoint=checkpoint if os.path.exists(checkpoint) else None)
+    elif time_guard is not None and time_guard.stopped:
+        result.update(status="stopped_time_limit", of_epochs=epochs,
+                      longest_epoch_seconds=round(time_guard.longest, 2))
+        if not chief:
+            shutil.rmtree(own_dir, ignore_errors=True)
+        return result  # no result.json: the next call continues.
     elif chief:
         io.save_model(model, os.path.join(run_dir, "model.keras"))
     if chief:
