@@ -213,7 +213,9 @@ def test_time_limit_arguments_are_checked(tmp_path):
     assert callbacks.parse_duration("30") == 1800  # Slurm: bare minutes.
     assert callbacks.parse_duration("1:30:00") == 5400
     assert callbacks.parse_duration("2:30") == 150
-    for bad in ("", "soon", "-5m", "0", "1:2:3:4", "nan"):
+    assert callbacks.parse_duration("3h50m") == 13800
+    assert callbacks.parse_duration("1d2h30s") == 86400 + 7200 + 30
+    for bad in ("", "soon", "-5m", "0", "1:2:3:4", "nan", "5m5m", "0h0m", "h", "1x"):
         assert_clear_error(lambda: callbacks.parse_duration(bad), ValueError, "positive duration",
                            repr(bad))
     assert_clear_error(lambda: training.train(str(tmp_path / "r"), time_limit=0), ValueError,

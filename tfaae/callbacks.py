@@ -4,6 +4,7 @@ figures and summaries are in `tfaae.monitoring`."""
 
 import math
 import os
+import re
 import time
 
 import keras
@@ -227,28 +228,27 @@ class TimeLimit(keras.callbacks.Callback):
 
 
 def parse_duration(text):
-    """Seconds of a duration: "90s", "150m", "2.5h", "1d", a bare number of minutes (as Slurm's
-    --time), "MM:SS" or "HH:MM:SS".
+    """Seconds of a duration: "90s", "150m", "2.5h", "1d", "3h50m", a bare number of minutes (as
+    Slurm's --time), "MM:SS" or "HH:MM:SS".
 
     Raises:
         ValueError: for anything else, or a duration that is not positive.
     """
     value = None
     text_ = str(text).strip().lower()
-    try:
-        if ":" in text_:
-            parts = [float(p) for p in text_.split(":")]
-            if len(parts) in (2, 3) and all(p >= 0 for p in parts):
-                value = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-        elif text_[-1:] in "smhd" and text_[-1:]:
-            value = float(text_[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[text_[-1]]
-        else:
-            value = float(text_) * 60
-    except ValueError:
-        value = None
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    number = r"(?:\d+\.?\d*|\.\d+)"
+    if re.fullmatch(number, text_):
+        value = float(text_) * 60
+    elif re.fullmatch(rf"{number}(?::{number}){{1,2}}", text_):
+        value = sum(float(p) * 60 ** i for i, p in enumerate(reversed(text_.split(":"))))
+    elif re.fullmatch(rf"(?:{number}[dhms])+", text_):
+        parts = re.findall(rf"({number})([dhms])", text_)
+        if len({unit for _, unit in parts}) == len(parts):  # each unit once.
+            value = sum(float(amount) * units[unit] for amount, unit in parts)
     if value is None or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"expected a positive duration such as 90s, 150m, 2.5h, 1d, a number of "
-                         f"minutes or HH:MM:SS; got {text!r}")
+        raise ValueError(f"expected a positive duration such as 90s, 150m, 2.5h, 3h50m, 1d, a "
+                         f"number of minutes or HH:MM:SS; got {text!r}")
     return value
 
 
