@@ -7,7 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfaae
-from tfaae import bounds, evaluation, fused, random
+from tfaae import bounds, evaluation, fused, networks, random
 from harness import small_model
 
 tfd = tfp.distributions
@@ -113,6 +113,30 @@ def test_model_log_weights_and_gradients_equal_with_and_without_fusion(binary_te
     np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-3)
     for g, h in zip(fast_grads, plain_grads):  # float32 sums in another order: relative to the scale.
         np.testing.assert_allclose(g, h, rtol=1e-3, atol=1e-3 * np.abs(h).max())
+
+
+def test_the_model_picks_one_log_weights_backend(binary_test):
+    # networks.fused_log_weights inside fused.enabled(), networks.log_weights (the reference, the
+    # one with DReG's stopped proposal) otherwise: the same contract, the model adds nothing.
+    model = small_model(tfaae.IWAE, 2, num_samples=4)
+    x = tf.reshape(binary_test[:6], [6, -1])
+    seed = tf.constant([5, 0], tf.int64)
+    stack = (model.encoder, model.decoder, x, 3, seed)
+    cases = [(True, False, networks.fused_log_weights), (True, True, networks.log_weights),
+             (False, False, networks.log_weights), (False, True, networks.log_weights)]
+    for on, stopped, backend in cases:
+        with fused.enabled(on):
+            assert networks.takes_fused_path(model.encoder, model.decoder, stopped) == (
+                backend is networks.fused_log_weights)
+            got = model.log_weights(x, 3, stopped, seed=seed, shared_noise=True)
+            want = backend(*stack, True, stopped)
+        for name in ("log_w", "log_px", "kl"):
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{on} {stopped} {name}")
+    plain_output = model.decoder[:-1] + [networks.MLP((8,), 784, seed=0)]  # no log_prob.
+    with fused.enabled():
+        assert not networks.takes_fused_path(model.encoder, plain_output)
+    with pytest.raises(ValueError, match="no stopped-proposal path"):
+        networks.fused_log_weights(*stack, stop_proposal_gradient=True)
 
 
 def _bits(rng, shape):

@@ -8,6 +8,8 @@ A stochastic layer is an MLP whose output parameterises a distribution:
 
 An encoder is a list of `GaussianMLP`s, bottom-up (x -> h1 -> h2 ...); a decoder is the top-down list
 (h_L -> ... -> h1 -> x) ending in a `BernoulliMLP`. `burda_networks` builds the paper's architectures.
+Such a stack gives the VAE/IWAE's log importance weights through one contract with two backends:
+`log_weights` (plain ops, the reference) and `fused_log_weights` (`tfaae.fused`'s kernels).
 
 The adversarial autoencoder's networks are single layers: an `MLP` (a deterministic map with a linear
 output: the deterministic and universal-approximator encoders, the discriminator's logit) or a
@@ -24,8 +26,11 @@ Example:
 import keras
 import numpy as np
 import tensorflow as tf
+import tensorflow_probability as tfp
 
-from tfaae import bounds, fused
+from tfaae import bounds, fused, random
+
+tfd = tfp.distributions
 
 PRESETS = {
     # Burda et al. 2016, section 5: 784-200-200-50, and 784-[200,200]-100-[100,100]-50.
@@ -276,6 +281,188 @@ def burda_networks(num_layers=1, input_dim=784, latent_dims=None, hidden_units=N
             decoder.append(GaussianMLP(mirrored, targets[i], activation, seeds[-1 - i],
                                        name=f"p_z{i}", dtype=dtype))
     return encoder, decoder
+
+
+
+# --------------------------------------------------------------------------------------------------
+# Log importance weights of a stack of stochastic layers: one contract, two backends.
+#
+# `log_weights` (plain TF/TFP ops, any layers: the reference) and `fused_log_weights` (the fused
+# kernels, for `GaussianMLP` layers and a decoder ending in a layer with `log_prob`) take the same
+# arguments and return the same `[k, batch]` terms; `VAE.log_weights` picks one
+# (`takes_fused_path`). They draw their noise differently (normals, or uniform bits turned into
+# normals), so their values agree for the same noise, not for the same seed.
+
+
+def check_stack(encoder, decoder, input_dim):
+    """Builds every layer of a VAE/IWAE stack on a dummy input and checks that the sizes chain up.
+
+    Args:
+        encoder: list of layers, bottom-up, each mapping its input to (mean, log_std).
+        decoder: list of layers, top-down, mirroring the encoder; the last gives D logits.
+        input_dim: D, the number of pixels.
+
+    Returns:
+        The latent sizes, bottom-up: a tuple of ints.
+
+    Raises:
+        ValueError: for an empty stack, stacks of different depths, or sizes that do not chain up.
+    """
+    if not encoder or len(encoder) != len(decoder):
+        raise ValueError(f"encoder and decoder need the same number (>= 1) of stochastic "
+                         f"layers; got {len(encoder)} and {len(decoder)}.")
+    h, dims = keras.ops.zeros((1, input_dim)), []
+    for layer in encoder:
+        h, _ = layer(h)
+        dims.append(int(h.shape[-1]))
+    targets = [input_dim] + dims[:-1]
+    for layer, target in zip(decoder, reversed(targets)):
+        out = layer(h)
+        h = out[0] if isinstance(out, (tuple, list)) else out
+        if int(h.shape[-1]) != target:
+            raise ValueError(f"Decoder layer {layer.name!r} outputs {int(h.shape[-1])} values; "
+                             f"expected {target} to match the encoder.")
+    return tuple(dims)
+
+
+def _diag_normal(mean, log_std):
+    return tfd.Independent(tfd.Normal(mean, tf.exp(log_std)), reinterpreted_batch_ndims=1)
+
+
+def _noise(draw, k, batch, width, seed, shared_noise):
+    """`[k, batch, width]` (`[k, 1, width]` if shared) noise from `draw(shape, seed)`."""
+    if shared_noise:
+        return draw(tf.stack([k, 1, width]), seed)
+    # an example's noise is the same on one device as under tf.distribute.
+    return random.replica_rows(lambda n: draw(tf.stack([k, n, width]), seed), batch, axis=1)
+
+
+def _flatten(t, k, batch):
+    """`[k, batch, d]` -> `[k * batch, d]`; d is static, so an empty batch keeps its width."""
+    return tf.reshape(t, [k * batch, t.shape[-1]])
+
+
+def _unflatten(t, k, batch):
+    return tf.reshape(t, tf.concat([[k, batch], tf.shape(t)[1:]], 0))
+
+
+def log_weights(encoder, decoder, x, num_samples, seed, shared_noise=False,
+                stop_proposal_gradient=False):
+    """Log importance weights log w = log p(x, h) - log q(h|x), the reference implementation.
+
+    For k samples h ~ q(h1|x) q(h2|h1) ... per example (Burda et al. 2016, arXiv 1509.00519,
+    eq. 8's w), under the prior p(hL) = N(0, I): the first encoder layer runs once per example,
+    the layers above and the whole decoder on the k * batch samples in one batched call.
+
+    Args:
+        encoder: list of layers, bottom-up, each giving (mean, log_std) of q.
+        decoder: list of layers, top-down: (mean, log_std) of p(h_{l-1}|h_l), then the logits of
+            p(x|h1) (or a layer with `log_prob(h1, x)`, e.g. `BernoulliMLP`).
+        x: `[batch, D]` flat images.
+        num_samples: k.
+        seed: a `keras.random.SeedGenerator`, an int or a `[2]` integer tensor; layer i draws
+            with `tfaae.random.fold_in(seed, i)`.
+        shared_noise: one set of k noise vectors per layer for every example (common random
+            numbers): an example's weights depend only on the example and the seed.
+        stop_proposal_gradient: evaluate log q with q's weights stopped (the samples keep
+            their reparameterised path), as DReG needs.
+
+    Returns:
+        dict of `[k, batch]` float32 tensors: "log_w", "log_px" (log p(x|h1)) and
+        "kl" (log q(h|x) - log p(h), so that log_w = log_px - kl).
+
+    Example:
+        >>> encoder, decoder = burda_networks(latent_dims=(2,), hidden_units=((4,),), input_dim=6)
+        >>> terms = log_weights(encoder, decoder, tf.ones([3, 6]), 5, seed=0)
+        >>> terms["log_w"].shape
+        TensorShape([5, 3])
+    """
+    k, batch, num_layers = num_samples, tf.shape(x)[0], len(encoder)
+    samples, log_q = [], 0.0
+    for i, layer in enumerate(encoder):
+        inputs = x if i == 0 else _flatten(samples[-1], k, batch)
+        mean, log_std = as_float32(layer(inputs))
+        if i > 0:
+            mean, log_std = _unflatten(mean, k, batch), _unflatten(log_std, k, batch)
+        noise = _noise(random.normal, k, batch, tf.shape(mean)[-1], random.fold_in(seed, i),
+                       shared_noise)
+        h = mean + tf.exp(log_std) * noise
+        if stop_proposal_gradient:
+            if i == 0:
+                mean, log_std = tf.stop_gradient(mean), tf.stop_gradient(log_std)
+            else:
+                stopped = [tf.stop_gradient(v) for v in layer.trainable_variables]
+                (mean, log_std), _ = layer.stateless_call(stopped, layer.non_trainable_variables,
+                                                          inputs)
+                mean, log_std = _unflatten(mean, k, batch), _unflatten(log_std, k, batch)
+            log_q += _diag_normal(mean, log_std).log_prob(h)
+        else:  # the same value and reparameterised gradient, fewer passes.
+            log_q += bounds.reparameterized_normal_log_prob(noise, log_std)
+        samples.append(h)
+    log_p = tf.reduce_sum(tfd.Normal(0.0, 1.0).log_prob(samples[-1]), -1)  # the prior N(0, I).
+    for j, layer in enumerate(decoder):
+        if j < num_layers - 1:
+            mean, log_std = as_float32(layer(_flatten(samples[-1 - j], k, batch)))
+            mean, log_std = _unflatten(mean, k, batch), _unflatten(log_std, k, batch)
+            log_p += _diag_normal(mean, log_std).log_prob(samples[-2 - j])
+        elif hasattr(layer, "log_prob"):  # e.g. BernoulliMLP: fewer element-wise passes.
+            log_px = layer.log_prob(samples[0], x)
+        else:
+            logits = _unflatten(as_float32(layer(_flatten(samples[0], k, batch))), k, batch)
+            log_px = bounds.bernoulli_log_likelihood(x, logits)
+    kl = log_q - log_p
+    return {"log_w": log_px - kl, "log_px": log_px, "kl": kl}
+
+
+def takes_fused_path(encoder, decoder, stop_proposal_gradient=False):
+    """Whether log weights of this stack take `fused_log_weights`: inside `fused.enabled()` (the
+    VAE/IWAE train and test steps without `jit_compile`, the evaluation), without
+    `stop_proposal_gradient`, with `GaussianMLP` layers and a last decoder layer with `log_prob`."""
+    return (fused.is_enabled() and not stop_proposal_gradient
+            and all(isinstance(l, GaussianMLP) for l in encoder + decoder[:-1])
+            and hasattr(decoder[-1], "log_prob"))
+
+
+def fused_log_weights(encoder, decoder, x, num_samples, seed, shared_noise=False,
+                      stop_proposal_gradient=False):
+    """`log_weights` in fewer passes: the same estimator and gradient, its own noise stream.
+
+    Each Gaussian layer's two heads run as one matmul (`GaussianMLP.joined_heads`); sampling,
+    log q and (top layer) the prior take one kernel, the noise drawn as uniform bits
+    (`tfaae.fused.gaussian_sample`); each p(h_{l-1}|h_l) one kernel
+    (`tfaae.fused.gaussian_log_prob`); p(x|h1) the decoder's `log_prob`. In training
+    (`fused.enabled()`) each has a kernel for its gradient too. For the same noise the values are
+    `log_weights`' up to float32 summation order (tests/test_fused.py).
+
+    Args:
+        As `log_weights`, for `GaussianMLP` layers and a last decoder layer with `log_prob`
+        (`takes_fused_path`).
+
+    Returns:
+        `log_weights`' dict of `[k, batch]` tensors.
+
+    Raises:
+        ValueError: for `stop_proposal_gradient=True`, which only `log_weights` computes.
+    """
+    if stop_proposal_gradient:
+        raise ValueError("fused_log_weights has no stopped-proposal path (DReG); use log_weights "
+                         "for stop_proposal_gradient=True.")
+    k, batch, num_layers = num_samples, tf.shape(x)[0], len(encoder)
+    samples, codes, kl = [], [x], 0.0  # codes: the samples in the compute dtype, flat.
+    for i, layer in enumerate(encoder):
+        y, bias = layer.joined_heads(codes[-1])
+        bits = _noise(random.uniform_bits, k, batch, layer.units, random.fold_in(seed, i),
+                      shared_noise)
+        h, code, log_q = fused.gaussian_sample(y if i == 0 else _unflatten(y, k, batch),
+                                               bias, bits, i == num_layers - 1)
+        samples.append(h)
+        codes.append(_flatten(code, k, batch))
+        kl += log_q
+    for j, layer in enumerate(decoder[:-1]):
+        y, bias = layer.joined_heads(codes[-1 - j])
+        kl -= fused.gaussian_log_prob(_unflatten(y, k, batch), bias, samples[-2 - j])
+    log_px = decoder[-1].log_prob(_unflatten(codes[1], k, batch), x)
+    return {"log_w": log_px - kl, "log_px": log_px, "kl": kl}
 
 
 @keras.saving.register_keras_serializable(package="tfaae")

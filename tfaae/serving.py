@@ -1,7 +1,8 @@
 """Serving: SavedModels that TF Serving loads, with named signatures, in TF Serving's layout.
 
-`export(model, "saved_models/<name>/<version>")` writes a SavedModel whose signatures are declared
-here, apart from the training code, through a small registry:
+`export(model, "saved_models/<name>/<version>")` (`tfaae.export`; `model.export(path)` calls it)
+writes a SavedModel whose signatures are declared here, apart from the training code and the
+models (serving imports the models, never the reverse), through a small registry:
 
 * `signature(name, inputs, example)` declares one signature: its input specs, a function from the
   model and those inputs to a dict of named outputs, and a valid request (for warmup);
@@ -64,7 +65,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfaae import __version__, evaluation, io, validation
-from tfaae.models import AAE, VAE, CategoricalAAE
+from tfaae.models import AAE, VAE, CategoricalAAE, base
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 METADATA_FILE = os.path.join("assets.extra", "tfaae_export.json")
@@ -552,3 +553,6 @@ def export(model, path, options=None, warmup=True, overwrite=False):
                     writer.write(log.SerializeToString())
         io.write_json(os.path.join(tmp, METADATA_FILE), metadata)
     return path
+
+
+base.register_export(export)  # `model.export(path)` writes with `export`.

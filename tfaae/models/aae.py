@@ -2,11 +2,14 @@
 
 https://arxiv.org/abs/1511.05644. An autoencoder whose codes z = q(x) are pushed towards a prior
 p(z) by a GAN: a discriminator learns to tell prior samples from codes, and the encoder, as the
-GAN's generator, learns to fool it. Every minibatch runs the paper's phases in order (section 2):
+GAN's generator, learns to fool it. Every minibatch runs the paper's phases in order (section 2),
+each one short method of `AAE` called by `AAE.train_step`:
 
-1. reconstruction: the encoder and decoder minimise the reconstruction loss;
-2. regularization: the discriminator learns prior samples (positive) against codes (negative),
-   then the encoder learns to make the discriminator take its codes for prior samples.
+1. reconstruction (`reconstruction_phase`): the encoder and decoder minimise the reconstruction
+   loss;
+2. regularization: the discriminator learns prior samples (positive) against codes (negative)
+   (`discriminator_phase`), then the encoder learns to make the discriminator take its codes for
+   prior samples (`generator_phase`).
 
 Each phase has its own optimizer (`compile(reconstruction_optimizer=..., discriminator_optimizer=...,
 generator_optimizer=...)`) and its own `GradientTape` over its own network's weights.
@@ -75,6 +78,7 @@ class AAE(PhaseOptimizers, ImageModel):
     """
 
     optimizer_names = ("reconstruction_optimizer", "discriminator_optimizer", "generator_optimizer")
+    network_names = ("encoder", "decoder", "discriminator")
 
     def __init__(self, encoder=None, decoder=None, discriminator=None, posterior="deterministic",
                  latent_dim=8, prior="gaussian", supervised="none", num_classes=10,
@@ -203,19 +207,10 @@ class AAE(PhaseOptimizers, ImageModel):
 
     def inputs(self, data):
         """Images `[batch, D]` and labels (int32 `[batch]`, -1: unlabeled; None if unsupervised)."""
-        x = self.images(data)
         if self.supervised == "none":
-            return x, None
-        y = data[1] if isinstance(data, (tuple, list)) and len(data) > 1 else None
-        if y is None:
-            raise ValueError(f"supervised={self.supervised!r} needs labels: pass (images, labels), "
-                             "labels being class ids [batch] (-1: unlabeled) or one-hot rows; got "
-                             "images alone.")
-        labels = validation.class_labels(y, self.num_classes,
-                                         allow_unlabeled=self.supervised == "discriminator")
-        if x.shape[0] is not None and labels.shape[0] is not None and x.shape[0] != labels.shape[0]:
-            raise ValueError(f"Got {x.shape[0]} images but {labels.shape[0]} labels.")
-        return x, labels
+            return self.images(data), None
+        return self.images_and_labels(data, self.num_classes, self.supervised == "discriminator",
+                                      f"supervised={self.supervised!r}")
 
     def reconstruction_phase(self, x, labels=None):
         """Updates encoder and decoder on the reconstruction loss; returns it, `[batch]`."""
@@ -473,20 +468,15 @@ class AAE(PhaseOptimizers, ImageModel):
         return {**super().get_config(), "posterior": self.posterior, "latent_dim": self.latent_dim,
                 "prior": prior, "supervised": self.supervised, "num_classes": self.num_classes,
                 "reconstruction": self.reconstruction, "noise_dim": self.noise_dim,
-                "hidden_units": self.hidden_units, "observation_std": self.observation_std_init,
-                **{k: keras.saving.serialize_keras_object(getattr(self, k))
-                   for k in ("encoder", "decoder", "discriminator")}}
+                "hidden_units": self.hidden_units, "observation_std": self.observation_std_init}
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "decoder", "discriminator"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
         if isinstance(config["prior"], dict) and "custom" in config["prior"]:
             name = config["prior"]["custom"]
-            config["prior"] = keras.saving.get_registered_object(name)
+            config = {**config, "prior": keras.saving.get_registered_object(name)}
             if config["prior"] is None:
                 raise ValueError(f"This AAE was saved with a custom prior, {name!r}; load it with "
                                  f"keras.models.load_model(path, custom_objects={{{name!r}: "
                                  "the_distribution}).")
-        return cls(**config)
+        return super().from_config(config)

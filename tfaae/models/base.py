@@ -5,7 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
-from tfaae import validation
+from tfaae import random, validation
 from tfaae.networks import as_float32  # noqa: F401  (re-exported for the models)
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -41,6 +41,48 @@ def with_precision(model, precision):
 
 
 SEED_STATE = "seed_generator_state"
+_EXPORT = {"write": None}
+
+
+def register_export(write):
+    """Registers `write(model, path, **kwargs)` as the SavedModel writer of `ImageModel.export`.
+
+    `tfaae.serving` registers `tfaae.serving.export` when imported, so that the models, which
+    serving imports, never import serving.
+    """
+    _EXPORT["write"] = write
+
+
+def in_row_blocks(compute, x, num_blocks):
+    """`compute(x)`, a dict of `[k, batch]` tensors, run as `num_blocks` row blocks of x.
+
+    Each block runs within `tfaae.random.row_block`, so it draws its rows of the whole batch's
+    noise: the blocks are independent chains of ops that the cores can run side by side, with the
+    numbers of one call (up to float32 summation order). One block is `compute(x)` itself.
+
+    Args:
+        compute: a function of `[rows, D]` images returning a dict of `[k, rows]` tensors.
+        x: `[batch, D]` images.
+        num_blocks: the number of row blocks (some are empty when batch < num_blocks).
+
+    Returns:
+        The blocks' dicts joined along the batch axis (axis 1).
+
+    Example:
+        >>> terms = in_row_blocks(lambda rows: {"log_w": tf.zeros([3, tf.shape(rows)[0]])},
+        ...                       tf.zeros([5, 4]), 2)
+        >>> terms["log_w"].shape
+        TensorShape([3, 5])
+    """
+    if num_blocks == 1:
+        return compute(x)
+    batch = tf.shape(x)[0]
+    ends = [batch * i // num_blocks for i in range(num_blocks + 1)]
+    blocks = []
+    for start, end in zip(ends[:-1], ends[1:]):
+        with random.row_block(start, batch):
+            blocks.append(compute(x[start:end]))
+    return {key: tf.concat([block[key] for block in blocks], 1) for key in blocks[0]}
 
 
 def _check_not_empty(method, x):
@@ -69,6 +111,8 @@ class ImageModel(keras.Model):
         seed: integer seed of the model's randomness (None: nondeterministic).
     """
 
+    network_names = ()  # the constructor's network arguments (layers or lists of layers).
+
     def __init__(self, image_shape=(28, 28, 1), seed=None, **kwargs):
         super().__init__(**kwargs)
         image_shape = tuple(image_shape)
@@ -87,8 +131,41 @@ class ImageModel(keras.Model):
         return validation.assert_unit_interval(
             validation.flatten_images(x, self.image_shape, name), name)
 
+    def images_and_labels(self, data, num_classes, allow_unlabeled, needed_by):
+        """Checked images `[batch, D]` and int32 labels `[batch]` of a batch `(images, labels)`.
+
+        Args:
+            data: `(images, labels)`; labels are class ids `[batch]` (-1: unlabeled) or one-hot
+                rows (`tfaae.validation.class_labels`).
+            num_classes: the number of classes.
+            allow_unlabeled: whether -1 (all-zero rows) may mark an unlabeled example.
+            needed_by: what needs the labels, for the error message (e.g. "supervised='decoder'").
+
+        Raises:
+            ValueError: for missing or bad labels, or not as many labels as images.
+        """
+        x = self.images(data)
+        y = data[1] if isinstance(data, (tuple, list)) and len(data) > 1 else None
+        if y is None:
+            raise ValueError(f"{needed_by} needs labels: pass (images, labels), labels being class "
+                             "ids [batch] (-1: unlabeled) or one-hot rows; got images alone.")
+        labels = validation.class_labels(y, num_classes, allow_unlabeled=allow_unlabeled)
+        if x.shape[0] is not None and labels.shape[0] is not None and x.shape[0] != labels.shape[0]:
+            raise ValueError(f"Got {x.shape[0]} images but {labels.shape[0]} labels.")
+        return x, labels
+
     def get_config(self):
-        return {**super().get_config(), "image_shape": self.image_shape, "seed": self.seed}
+        """The constructor's arguments, the networks (`network_names`) serialized."""
+        return {**super().get_config(), "image_shape": self.image_shape, "seed": self.seed,
+                **{name: keras.saving.serialize_keras_object(getattr(self, name))
+                   for name in self.network_names}}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for name in cls.network_names:
+            config[name] = keras.saving.deserialize_keras_object(config[name])
+        return cls(**config)
 
     def save_own_variables(self, store):
         """Saves the model's own variables and, unlike Keras, its seed generator's state.
@@ -108,7 +185,10 @@ class ImageModel(keras.Model):
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
                **kwargs):
-        """Writes a SavedModel with the model's serving signatures (`tfaae.serving.export`).
+        """Writes a SavedModel with the model's serving signatures (`tfaae.export`).
+
+        The writer is `tfaae.serving.export`, which registers itself (`register_export`) when
+        `tfaae` is imported: serving depends on the models, not the reverse.
 
         Args:
             filepath: the version directory, `saved_models/<model_name>/<integer version>`.
@@ -116,7 +196,7 @@ class ImageModel(keras.Model):
                 `keras.Model.export`.
             verbose: ignored for SavedModels (kept for Keras's signature).
             input_signature: see `keras.Model.export`.
-            **kwargs: `options`, `warmup`, `overwrite` of `tfaae.serving.export`.
+            **kwargs: `options`, `warmup`, `overwrite` of `tfaae.export`.
 
         Returns:
             The path written.
@@ -124,9 +204,10 @@ class ImageModel(keras.Model):
         if format != "tf_saved_model" or input_signature is not None:
             return super().export(filepath, format=format, verbose=verbose,
                                   input_signature=input_signature, **kwargs)
-        from tfaae import serving  # serving imports the models: import it when used.
-
-        return serving.export(self, filepath, **kwargs)
+        if _EXPORT["write"] is None:
+            raise RuntimeError("No SavedModel writer is registered: import tfaae (or "
+                               "tfaae.serving) to export with serving signatures.")
+        return _EXPORT["write"](self, filepath, **kwargs)
 
     def build_optimizers(self):
         """Creates the optimizers' variables now, before `fit`.

@@ -3,13 +3,16 @@
 https://arxiv.org/abs/1511.05644. The encoder gives a softmax y over n categories and a style code
 z; the decoder reconstructs x from (y, z). Two adversarial networks regularize the codes: one pushes
 q(y) towards a uniform categorical prior (one-hot samples), the other q(z) towards N(0, I). Every
-minibatch runs, each phase with its own optimizer and `GradientTape`:
+minibatch runs, each phase with its own optimizer and `GradientTape`, each one short method of
+`CategoricalAAE` called by `CategoricalAAE.train_step`:
 
-1. reconstruction: encoder and decoder (and the cluster heads) minimise the reconstruction loss;
-2. regularization: both discriminators learn prior samples against codes, then the encoder, as
-   the generator, learns to fool both;
-3. semi-supervised classification (semi_supervised=True): the encoder minimises the cross-entropy
-   of q(y|x) on a labeled minibatch.
+1. reconstruction (`reconstruction_phase`): encoder and decoder (and the cluster heads) minimise
+   the reconstruction loss;
+2. regularization: both discriminators learn prior samples against codes
+   (`discriminator_phase`), then the encoder, as the generator, learns to fool both
+   (`generator_phase`);
+3. semi-supervised classification (`classification_phase`, semi_supervised=True): the encoder
+   minimises the cross-entropy of q(y|x) on a labeled minibatch.
 
 Without phase 3 the model clusters: y becomes a cluster indicator (section 6). With `head_dim`
 set, a learned matrix W_c maps y to a cluster head and the decoder reads the representation
@@ -75,6 +78,8 @@ class CategoricalAAE(PhaseOptimizers, ImageModel):
         >>> sorted(model.fit(x, epochs=1, batch_size=16, verbose=0).history)[:2]
         ['category_discriminator_loss', 'category_generator_loss']
     """
+
+    network_names = NETWORKS
 
     def __init__(self, encoder=None, decoder=None, category_discriminator=None,
                  style_discriminator=None, num_categories=10, style_dim=10, semi_supervised=True,
@@ -372,12 +377,4 @@ class CategoricalAAE(PhaseOptimizers, ImageModel):
         return {**super().get_config(), "num_categories": self.num_categories,
                 "style_dim": self.style_dim, "semi_supervised": self.semi_supervised,
                 "head_dim": self.head_dim, "head_distance": self.head_distance,
-                "reconstruction": self.reconstruction, "hidden_units": self.hidden_units,
-                **{k: keras.saving.serialize_keras_object(getattr(self, k)) for k in NETWORKS}}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in NETWORKS:
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+                "reconstruction": self.reconstruction, "hidden_units": self.hidden_units}

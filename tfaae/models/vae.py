@@ -7,23 +7,21 @@ Burda, Grosse & Salakhutdinov 2016, "Importance Weighted Autoencoders"
 Both models share the generative model p(x, h1..hL) = p(hL) p(h_{L-1}|hL) ... p(x|h1) and the
 proposal q(h1..hL|x) = q(h1|x) ... q(hL|h_{L-1}); they differ in the objective: the VAE maximises the
 k-sample ELBO (1/k) sum_i log w_i, the IWAE the bound log (1/k) sum_i w_i.
+
+The algorithm, in a few lines of each class: `log_weights` (log w_i = log p(x, h_i) - log q(h_i|x),
+`[k, batch]`, computed by `tfaae.networks.log_weights` or its fused twin), `bound` (the VAE's
+`tfaae.bounds.elbo`, the IWAE's `tfaae.bounds.iwae_bound`), `compute_gradients` (one tape, or
+DReG's) and `train_step`/`test_step`.
 """
 
 import keras
 import tensorflow as tf
-import tensorflow_probability as tfp
 
-from tfaae import bounds, fused, random, validation
-from tfaae.models.base import ImageModel
-from tfaae.networks import GaussianMLP, as_float32, burda_networks
-
-tfd = tfp.distributions
+from tfaae import bounds, fused, networks, random, validation
+from tfaae.models.base import ImageModel, in_row_blocks
+from tfaae.networks import as_float32, burda_networks
 
 GRADIENT_ESTIMATORS = ("reparam", "dreg")
-
-
-def _diag_normal(mean, log_std):
-    return tfd.Independent(tfd.Normal(mean, tf.exp(log_std)), reinterpreted_batch_ndims=1)
 
 
 @keras.saving.register_keras_serializable(package="tfaae")
@@ -56,6 +54,8 @@ class VAE(ImageModel):
         ['bound', 'kl', 'loss', 'recon_loglik']
     """
 
+    network_names = ("encoder", "decoder")
+
     def __init__(self, encoder=None, decoder=None, num_layers=1, num_samples=1,
                  image_shape=(28, 28, 1), seed=None, batch_splits=1, **kwargs):
         super().__init__(image_shape=image_shape, seed=seed, **kwargs)
@@ -68,31 +68,13 @@ class VAE(ImageModel):
             encoder, decoder = burda_networks(num_layers, self.input_dim, dtype=self.dtype_policy,
                                               seed=seed)
         self.encoder, self.decoder = list(encoder), list(decoder)
-        if not self.encoder or len(self.encoder) != len(self.decoder):
-            raise ValueError(f"encoder and decoder need the same number (>= 1) of stochastic "
-                             f"layers; got {len(self.encoder)} and {len(self.decoder)}.")
         self.num_layers = len(self.encoder)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.bound_tracker = keras.metrics.Mean(name="bound")
         self.recon_tracker = keras.metrics.Mean(name="recon_loglik")
         self.kl_tracker = keras.metrics.Mean(name="kl")
-        self.latent_dims = self._build_networks()
-
-    def _build_networks(self):
-        """Builds every layer on a dummy input and checks that the sizes chain up."""
-        h, dims = keras.ops.zeros((1, self.input_dim)), []
-        for layer in self.encoder:
-            h, _ = layer(h)
-            dims.append(int(h.shape[-1]))
-        targets = [self.input_dim] + dims[:-1]
-        for layer, target in zip(self.decoder, reversed(targets)):
-            out = layer(h)
-            h = out[0] if isinstance(out, (tuple, list)) else out
-            if int(h.shape[-1]) != target:
-                raise ValueError(f"Decoder layer {layer.name!r} outputs {int(h.shape[-1])} values; "
-                                 f"expected {target} to match the encoder.")
+        self.latent_dims = networks.check_stack(self.encoder, self.decoder, self.input_dim)
         self.built = True
-        return tuple(dims)
 
     @property
     def metrics(self):
@@ -113,8 +95,9 @@ class VAE(ImageModel):
                     shared_noise=False):
         """Log importance weights log w = log p(x, h) - log q(h|x) for k samples per example.
 
-        The first encoder layer runs once per example; the layers above and the whole decoder run
-        on the k * batch samples in one batched call.
+        Computed by `tfaae.networks.log_weights` (plain ops, the reference), or inside
+        `tfaae.fused.enabled()` by `tfaae.networks.fused_log_weights`, the same contract on the
+        fused kernels (`tfaae.networks.takes_fused_path`).
 
         Args:
             x: `[batch, D]` flat images.
@@ -132,92 +115,18 @@ class VAE(ImageModel):
             dict of `[k, batch]` tensors: "log_w", "log_px" (log p(x|h1)) and
             "kl" (log q(h|x) - log p(h), so that log_w = log_px - kl).
         """
-        k, batch = num_samples, tf.shape(x)[0]
         seed = self.seed_generator if seed is None else seed
-        if not stop_proposal_gradient and self._uses_fused_kernels():
-            return self._fused_log_weights(x, k, seed, shared_noise)
-        samples, log_q = [], 0.0
-        for i, layer in enumerate(self.encoder):
-            inputs = x if i == 0 else self._flatten(samples[-1], k, batch)
-            mean, log_std = as_float32(layer(inputs))
-            if i > 0:
-                mean, log_std = self._unflatten(mean, k, batch), self._unflatten(log_std, k, batch)
-            noise = self._noise(random.normal, k, batch, tf.shape(mean)[-1],
-                                random.fold_in(seed, i), shared_noise)
-            h = mean + tf.exp(log_std) * noise
-            if stop_proposal_gradient:
-                if i == 0:
-                    mean, log_std = tf.stop_gradient(mean), tf.stop_gradient(log_std)
-                else:
-                    stopped = [tf.stop_gradient(v) for v in layer.trainable_variables]
-                    (mean, log_std), _ = layer.stateless_call(stopped, layer.non_trainable_variables,
-                                                              inputs)
-                    mean, log_std = self._unflatten(mean, k, batch), self._unflatten(log_std, k, batch)
-                log_q += _diag_normal(mean, log_std).log_prob(h)
-            else:  # the same value and reparameterised gradient, fewer passes.
-                log_q += bounds.reparameterized_normal_log_prob(noise, log_std)
-            samples.append(h)
-        log_p = tf.reduce_sum(tfd.Normal(0.0, 1.0).log_prob(samples[-1]), -1)  # the prior N(0, I).
-        for j, layer in enumerate(self.decoder):
-            if j < self.num_layers - 1:
-                mean, log_std = as_float32(layer(self._flatten(samples[-1 - j], k, batch)))
-                mean, log_std = self._unflatten(mean, k, batch), self._unflatten(log_std, k, batch)
-                log_p += _diag_normal(mean, log_std).log_prob(samples[-2 - j])
-            elif hasattr(layer, "log_prob"):  # e.g. BernoulliMLP: fewer element-wise passes.
-                log_px = layer.log_prob(samples[0], x)
-            else:
-                logits = self._unflatten(as_float32(layer(self._flatten(samples[0], k, batch))), k, batch)
-                log_px = bounds.bernoulli_log_likelihood(x, logits)
-        kl = log_q - log_p
-        return {"log_w": log_px - kl, "log_px": log_px, "kl": kl}
-
-    @staticmethod
-    def _noise(draw, k, batch, width, seed, shared_noise):
-        """`[k, batch, width]` (`[k, 1, width]` if shared) noise from `draw(shape, seed)`."""
-        if shared_noise:
-            return draw(tf.stack([k, 1, width]), seed)
-        # an example's noise is the same on one device as under tf.distribute.
-        return random.replica_rows(lambda n: draw(tf.stack([k, n, width]), seed), batch, axis=1)
-
-    def _uses_fused_kernels(self):
-        """Whether `log_weights` takes the fused path: inside `fused.enabled()` (the train and test
-        steps without `jit_compile`, the evaluation), with Gaussian MLP layers and a decoder with
-        `log_prob`."""
-        return (fused.is_enabled()
-                and all(isinstance(l, GaussianMLP) for l in self.encoder + self.decoder[:-1])
-                and hasattr(self.decoder[-1], "log_prob"))
-
-    def _fused_log_weights(self, x, k, seed, shared_noise):
-        """`log_weights` in fewer passes: the same estimator and gradient, its own noise stream.
-
-        Each Gaussian layer's two heads run as one matmul; sampling, log q and (top layer) the
-        prior take one kernel, the noise drawn as uniform bits (`tfaae.fused.gaussian_sample`);
-        each p(h_{l-1}|h_l) one kernel (`tfaae.fused.gaussian_log_prob`); in training each has
-        a kernel for its gradient too.
-        """
-        batch = tf.shape(x)[0]
-        samples, codes, kl = [], [x], 0.0  # codes: the samples in the compute dtype, flat.
-        for i, layer in enumerate(self.encoder):
-            y, bias = layer.joined_heads(codes[-1])
-            bits = self._noise(random.uniform_bits, k, batch, layer.units, random.fold_in(seed, i),
-                               shared_noise)
-            h, code, log_q = fused.gaussian_sample(y if i == 0 else self._unflatten(y, k, batch),
-                                                   bias, bits, i == self.num_layers - 1)
-            samples.append(h)
-            codes.append(self._flatten(code, k, batch))
-            kl += log_q
-        for j, layer in enumerate(self.decoder[:-1]):
-            y, bias = layer.joined_heads(codes[-1 - j])
-            kl -= fused.gaussian_log_prob(self._unflatten(y, k, batch), bias, samples[-2 - j])
-        log_px = self.decoder[-1].log_prob(self._unflatten(codes[1], k, batch), x)
-        return {"log_w": log_px - kl, "log_px": log_px, "kl": kl}
+        fast = networks.takes_fused_path(self.encoder, self.decoder, stop_proposal_gradient)
+        compute = networks.fused_log_weights if fast else networks.log_weights
+        return compute(self.encoder, self.decoder, x, num_samples, seed, shared_noise,
+                       stop_proposal_gradient)
 
     def training_log_weights(self, x, **kwargs):
         """`log_weights` of a training step: k samples, the batch run as `batch_splits` row blocks.
 
         One seed is drawn from the model's generator per step; each block draws its rows of the
-        noise of the whole batch (`tfaae.random.row_block`), so the number of blocks changes which
-        ops can run side by side, not the numbers (up to float32 summation order).
+        noise of the whole batch (`tfaae.models.base.in_row_blocks`), so the number of blocks
+        changes which ops can run side by side, not the numbers (up to float32 summation order).
 
         Args:
             x: `[batch, D]` flat images.
@@ -226,26 +135,23 @@ class VAE(ImageModel):
         Returns:
             `log_weights`' dict of `[k, batch]` tensors.
         """
-        seed, batch = random.draw_seed(self.seed_generator), tf.shape(x)[0]
-        if self.batch_splits == 1:
-            return self.log_weights(x, self.num_samples, seed=seed, **kwargs)
-        ends = [batch * i // self.batch_splits for i in range(self.batch_splits + 1)]
-        blocks = []
-        for start, end in zip(ends[:-1], ends[1:]):
-            with random.row_block(start, batch):
-                blocks.append(self.log_weights(x[start:end], self.num_samples, seed=seed, **kwargs))
-        return {key: tf.concat([block[key] for block in blocks], 1) for key in blocks[0]}
+        seed = random.draw_seed(self.seed_generator)
+        return in_row_blocks(lambda rows: self.log_weights(rows, self.num_samples, seed=seed,
+                                                           **kwargs), x, self.batch_splits)
 
     def bound(self, log_weights):
-        """The training objective's per-example value from `[k, batch]` log weights."""
+        """The k-sample ELBO (1/k) sum_i log w_i (Burda et al. eq. 2), `[k, batch]` -> `[batch]`.
+
+        The reported `bound` is this value (`tfaae.bounds.elbo`).
+        """
         return bounds.elbo(log_weights)
 
     def compute_gradients(self, x):
         """Gradients of the negative bound; returns (grads, variables, bound, terms)."""
         # Phase: variational. Encoder q and decoder p ascend the bound together.
         with tf.GradientTape() as tape:
-            terms = self.training_log_weights(x)
-            bound = self.bound(terms["log_w"])
+            terms = self.training_log_weights(x)  # log w_i, [k, batch]
+            bound = self.bound(terms["log_w"])  # [batch]
             loss = random.average_loss(-bound)
         variables = self.trainable_variables
         return tape.gradient(loss, variables), variables, bound, terms
@@ -269,15 +175,6 @@ class VAE(ImageModel):
         self.recon_tracker.update_state(tf.reduce_mean(terms["log_px"], 0))
         self.kl_tracker.update_state(tf.reduce_mean(terms["kl"], 0))
         return {m.name: m.result() for m in self.metrics}
-
-    @staticmethod
-    def _flatten(t, k, batch):
-        """`[k, batch, d]` -> `[k * batch, d]`; d is static, so an empty batch keeps its width."""
-        return tf.reshape(t, [k * batch, t.shape[-1]])
-
-    @staticmethod
-    def _unflatten(t, k, batch):
-        return tf.reshape(t, tf.concat([[k, batch], tf.shape(t)[1:]], 0))
 
     # ----------------------------------------------------------------------------------------------
     # Inference and generation.
@@ -389,16 +286,7 @@ class VAE(ImageModel):
 
     def get_config(self):
         return {**super().get_config(), "num_samples": self.num_samples,
-                "batch_splits": self.batch_splits,
-                "encoder": [keras.saving.serialize_keras_object(l) for l in self.encoder],
-                "decoder": [keras.saving.serialize_keras_object(l) for l in self.decoder]}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "decoder"):
-            config[key] = [keras.saving.deserialize_keras_object(c) for c in config[key]]
-        return cls(**config)
+                "batch_splits": self.batch_splits}
 
 
 @keras.saving.register_keras_serializable(package="tfaae")
@@ -432,6 +320,10 @@ class IWAE(VAE):
             "gradient_estimator", gradient_estimator, GRADIENT_ESTIMATORS)
 
     def bound(self, log_weights):
+        """The IWAE bound L_k = log (1/k) sum_i w_i (Burda et al. eq. 8), `[k, batch]` -> `[batch]`.
+
+        The reported `bound` is this value (`tfaae.bounds.iwae_bound`, in log space).
+        """
         return bounds.iwae_bound(log_weights)
 
     def compute_gradients(self, x):
